@@ -1,0 +1,343 @@
+"""kmatrix pytest plugin (registered through the `pytest11` entry point).
+
+Two roles, chosen by the environment:
+
+- **host** (default): `--kernel SPEC` (repeatable) parametrizes every case under the case
+  folders (ini `kmatrix_case_dirs`, default `cases`) over the kernels, so the session holds
+  one item per (case, kernel) with the kernel in the id (`test_x[debian-6.12]`). Each such
+  item is a `GuestItem`: its body runs inside a VM booted with that kernel (one boot per
+  kernel per process, restarted after a crash), and its verdict, evidence and the kernel's
+  messages come back to the host. -k, -m, --lf, -x work on these items as usual.
+- **guest** (KMATRIX_GUEST=1, set by the guest agent): `requires` markers become skips with
+  the probe's evidence; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import console
+from .errors import BootError, KmatrixError, VMLostError
+from .guest.markers import REQUIRES_HELP, skip_unsupported
+from .results import CaseResult, Status
+from .session import SessionState, state_key
+
+KERNEL_FIXTURE = "kmatrix_kernel"
+DEFAULT_CASE_TIMEOUT = 180.0
+
+
+def in_guest() -> bool:
+    return os.environ.get("KMATRIX_GUEST") == "1"
+
+
+# -- options and configuration -----------------------------------------------------------
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kmatrix", "kmatrix: run cases inside booted kernels")
+    group.addoption("--kernel", action="append", default=[], metavar="SPEC",
+                    help="kernel to boot (repeatable): debian:X.Y, debian-source:X.Y, host, "
+                         "a kernel image, a kernel tree or tarball")
+    group.addoption("--accel", choices=("auto", "kvm", "tcg"), default="auto",
+                    help="QEMU accelerator; auto uses KVM only where it boots a kernel")
+    group.addoption("--vm-cpus", type=int, default=2, help="guest CPUs (default 2)")
+    group.addoption("--vm-memory", default="2G", help="guest memory (default 2G)")
+    group.addoption("--boot-timeout", type=float, default=300.0,
+                    help="seconds from VM start to a ready guest (default 300)")
+    group.addoption("--case-timeout", type=float, default=DEFAULT_CASE_TIMEOUT,
+                    help="per-case timeout in the guest, seconds (default 180); a case may "
+                         "set its own with @pytest.mark.case_timeout(N)")
+    group.addoption("--results-dir", default=None,
+                    help="where console logs, JUnit XML and the matrix go "
+                         "(default results/<date-time>)")
+    parser.addini("kmatrix_case_dirs", type="paths", default=[],
+                  help="folders whose tests run inside the guest (default: cases)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", REQUIRES_HELP)
+    config.addinivalue_line("markers", "case_timeout(seconds): per-case guest timeout")
+    if in_guest():
+        return
+    state = SessionState.from_config(config)
+    config.stash[state_key] = state
+    if state.kernels and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(ResultRecorder(state), "kmatrix-results")
+    if state.kernels and config.pluginmanager.hasplugin("xdist"):
+        from .xdist_sched import KernelSchedulingPlugin
+
+        config.pluginmanager.register(KernelSchedulingPlugin(), "kmatrix-xdist")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(state_key, None)
+    if state is not None:
+        state.pool.close_all()
+
+
+# -- collection ------------------------------------------------------------------------
+def _is_case(config: pytest.Config, path: Path) -> bool:
+    state = config.stash.get(state_key, None)
+    return state is not None and state.is_case_path(path)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if in_guest() or not _is_case(metafunc.config, metafunc.definition.path):
+        return
+    state = metafunc.config.stash[state_key]
+    if not state.kernels:
+        return
+    labels = [k.label for k in state.kernels]
+    metafunc.fixturenames.append(KERNEL_FIXTURE)
+    metafunc.parametrize(KERNEL_FIXTURE, labels, ids=labels, indirect=True)
+
+
+@pytest.fixture
+def kmatrix_kernel(request: pytest.FixtureRequest) -> str:
+    """The label of the kernel this item runs on (host side only)."""
+    return str(request.param)
+
+
+def guest_name(name: str, label: str) -> str:
+    """`test_x[a-debian-6.12]` -> `test_x[a]`; `test_x[debian-6.12]` -> `test_x`."""
+    if name.endswith(f"[{label}]"):
+        return name[: -len(label) - 2]
+    if name.endswith(f"-{label}]"):
+        return name[: -len(label) - 2] + "]"
+    raise ValueError(f"{name}: kernel id {label} is not the last id component")
+
+
+class GuestFailure(Exception):
+    """A failure whose text came from the guest (or from the host's evidence of a crash)."""
+
+    def __init__(self, text: str, status: Status = Status.FAIL) -> None:
+        super().__init__(text)
+        self.text = text
+        self.status = status
+
+
+class GuestItem(pytest.Item):
+    """One (case, kernel) pair; its body runs in the guest booted with that kernel."""
+
+    def __init__(self, *, label: str, guest_nodeid: str, timeout: float,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.label = label
+        self.guest_nodeid = guest_nodeid
+        self.timeout = timeout
+        self._verdict: dict[str, Any] | None = None
+        self._call_error: GuestFailure | None = None
+        self._teardown_error: GuestFailure | None = None
+
+    @property
+    def state(self) -> SessionState:
+        return self.config.stash[state_key]
+
+    def setup(self) -> None:
+        try:
+            vm = self.state.pool.get(self.label)
+        except BootError:  # reported as ERROR (infrastructure), with the boot's evidence
+            self.user_properties.append(("kmatrix_boot", json.dumps(
+                self.state.pool.boot_record(self.label))))
+            raise
+        self.user_properties.append(("kmatrix_boot", json.dumps(self.state.pool.boot_record(
+            self.label))))
+        try:
+            verdict = vm.run_case(self.guest_nodeid, self.timeout)
+        except VMLostError as exc:
+            self.user_properties.append(("kmatrix_status", "crash"))
+            self._call_error = GuestFailure(_crash_text(exc, vm.console_log), Status.CRASH)
+            return
+        self._verdict = verdict
+        self.user_properties.append(("kmatrix_guest_s", f"{verdict.get('duration', 0):.3f}"))
+        reports = {r["when"]: r for r in verdict.get("reports", [])}
+        problems = console.find_problems(verdict.get("dmesg", []))
+        kernel_text = "\n\n".join(p.text for p in problems)
+        if verdict.get("timed_out"):
+            self._call_error = GuestFailure(
+                f"case timed out after {self.timeout:.0f}s in the guest; the agent killed it."
+                f"\nPython stacks at the timeout:\n{verdict.get('traceback', '')}")
+            return
+        if not reports:
+            errors = "\n".join(verdict.get("collect_errors", []))
+            raise GuestFailure(
+                f"the guest ran no test for {self.guest_nodeid} (pytest exit "
+                f"{verdict.get('exit')}):\n{errors}\n{verdict.get('output', '')}", Status.ERROR)
+        setup = reports.get("setup", {})
+        if problems:
+            self._call_error = GuestFailure(
+                "the kernel reported problems during this case:\n" + kernel_text)
+        if setup.get("outcome") == "skipped":
+            if self._call_error is None:
+                pytest.skip(setup.get("longrepr", ""))
+            return
+        if setup.get("outcome") == "failed":
+            raise GuestFailure("error in guest setup:\n" + setup.get("longrepr", ""),
+                               Status.ERROR)
+        call = reports.get("call", {})
+        if call.get("outcome") == "failed" and self._call_error is None:
+            self._call_error = GuestFailure(call.get("longrepr", ""))
+        elif call.get("outcome") == "skipped" and self._call_error is None:
+            self._call_error = None
+            self._skip_reason = call.get("longrepr", "")
+        teardown = reports.get("teardown", {})
+        if teardown.get("outcome") == "failed":
+            self._teardown_error = GuestFailure(
+                "error in guest teardown:\n" + teardown.get("longrepr", ""), Status.ERROR)
+
+    def runtest(self) -> None:
+        if self._call_error is not None:
+            raise self._call_error
+        reason = getattr(self, "_skip_reason", None)
+        if reason is not None:
+            pytest.skip(reason)
+
+    def teardown(self) -> None:
+        if self._teardown_error is not None:
+            raise self._teardown_error
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str:
+        if isinstance(excinfo.value, GuestFailure):
+            return f"[{self.label}] {excinfo.value.text}"
+        if isinstance(excinfo.value, KmatrixError):
+            err = excinfo.value
+            tail = getattr(err, "console_tail", "")
+            return f"[{self.label}] {err.describe()}" + (
+                f"\n--- console tail ---\n{tail}" if tail else "")
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"{self.name} (in guest {self.label})"
+
+
+def _crash_text(exc: VMLostError, console_log: Path) -> str:
+    parts = [str(exc)]
+    if exc.panic:
+        parts.append(f"--- kernel report ---\n{exc.panic}")
+    parts.append(f"--- console tail ({console_log}) ---\n{exc.console_tail}")
+    parts.append("the VM was stopped; the next case on this kernel boots a new one")
+    return "\n".join(parts)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    if in_guest():
+        return
+    state = config.stash.get(state_key, None)
+    if state is None:
+        return
+    out: list[pytest.Item] = []
+    for item in items:
+        if not isinstance(item, pytest.Function) or not state.is_case_path(item.path):
+            out.append(item)
+            continue
+        if not state.kernels:
+            item.add_marker(pytest.mark.skip(
+                reason="guest case: give --kernel SPEC (or use `kmatrix run`) to run it"))
+            out.append(item)
+            continue
+        label = item.callspec.params[KERNEL_FIXTURE]
+        mark = item.get_closest_marker("case_timeout")
+        timeout = float(mark.args[0]) if mark else state.case_timeout
+        guest_id = f"{item.nodeid.rsplit('::', 1)[0]}::{guest_name(item.name, label)}"
+        gi = GuestItem.from_parent(item.parent, name=item.name, label=label,
+                                   guest_nodeid=guest_id, timeout=timeout)
+        gi.own_markers = list(item.own_markers)
+        gi.keywords.update(item.keywords)
+        gi.extra_keyword_matches.update(item.extra_keyword_matches)
+        out.append(gi)
+    # kernel by kernel: one boot per kernel serves all of its cases
+    order = {k.label: i for i, k in enumerate(state.kernels)}
+    out.sort(key=lambda it: order.get(getattr(it, "label", ""), -1))
+    items[:] = out
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if not isinstance(item, GuestItem):
+        return
+    if nextitem is None or getattr(nextitem, "label", None) != item.label:
+        item.state.pool.close(item.label)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if in_guest():
+        skip_unsupported(item)
+
+
+# -- results -------------------------------------------------------------------------------
+class ResultRecorder:
+    """Turns reports into the run's results (in the xdist controller, or the only process)
+    and writes JUnit, JSON and the Markdown matrix at the end."""
+
+    def __init__(self, state: SessionState) -> None:
+        self.state = state
+
+    def _label_of(self, nodeid: str) -> str | None:
+        for k in self.state.kernels:
+            if nodeid.endswith((f"[{k.label}]", f"-{k.label}]")):
+                return k.label
+        return None
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        label = self._label_of(report.nodeid)
+        if label is None:
+            return
+        props = dict(report.user_properties)
+        if "kmatrix_boot" in props:
+            self.state.note_boot(label, json.loads(str(props["kmatrix_boot"])))
+        status: Status | None = None
+        if report.when == "setup" and report.failed:
+            status = Status.ERROR
+        elif report.when == "setup" and report.skipped:
+            status = Status.SKIP
+        elif report.when == "call":
+            status = (Status.PASS if report.passed
+                      else Status.SKIP if report.skipped else Status.FAIL)
+            if status is Status.FAIL and props.get("kmatrix_status") == "crash":
+                status = Status.CRASH
+        elif report.when == "teardown" and report.failed:
+            status = Status.ERROR
+        if status is None:
+            return
+        text = "" if report.passed else report.longreprtext
+        message = text
+        if report.skipped and isinstance(report.longrepr, tuple):
+            message = str(report.longrepr[2])
+        first = message.strip().splitlines()[0] if message.strip() else ""
+        self.state.record(CaseResult(
+            report.nodeid, label, _feature_of(report.nodeid), status, message=first,
+            details=text, duration=report.duration,
+            guest_duration=float(props.get("kmatrix_guest_s", 0) or 0)))
+
+    @pytest.hookimpl
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int,
+                                config: pytest.Config) -> None:
+        paths = self.state.write_reports()
+        tr = terminalreporter
+        tr.section("kmatrix")
+        for label, info in self.state.results.kernels.items():
+            boots = ", ".join(f"{s:.1f}s" for s in info.boots.values()) or "none"
+            tr.write_line(f"{label}: {info.release or '?'} accel={info.accel or '?'} "
+                          f"boots={len(info.boots)} ({boots})")
+        tr.write_line("")
+        for line in paths["matrix"].read_text().splitlines():
+            if line.startswith(("| ", "|---")):
+                tr.write_line(line)
+        tr.write_line("")
+        for name, path in paths.items():
+            tr.write_line(f"{name}: {path}")
+        tr.write_line(f"console logs: {self.state.results_dir}/console-*.log")
+
+
+def _feature_of(nodeid: str) -> str:
+    module = Path(nodeid.split("::", 1)[0]).stem
+    return module.removeprefix("test_")
+
+

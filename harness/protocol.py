@@ -1,0 +1,40 @@
+"""The host <-> guest control protocol: one JSON object per line over a virtio-serial port.
+
+Why virtio-serial: it needs no guest network (cases own the guest's network namespaces and
+must not share them with the harness), no vsock (unavailable here: no /dev/vhost-vsock),
+and no sshd in the guest; QEMU connects the port to a unix socket the host listens on, so
+the channel exists before the kernel boots and EOF on it means QEMU is gone.
+
+guest -> host: {"op": "ready", ...}, {"op": "result", "id": N, ...}
+host -> guest: {"op": "run", "id": N, "nodeid": ..., "timeout": s}, {"op": "shutdown"}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+PORT_NAME = "org.kmatrix.ctl"
+
+Message = dict[str, Any]
+
+
+def encode(msg: Message) -> bytes:
+    return (json.dumps(msg, separators=(",", ":")) + "\n").encode()
+
+
+class LineBuffer:
+    """Accumulates bytes; yields complete JSON messages."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, data: bytes) -> list[Message]:
+        self._buf += data
+        out: list[Message] = []
+        while b"\n" in self._buf:
+            line, self._buf = self._buf.split(b"\n", 1)
+            line = line.strip()
+            if line:
+                out.append(json.loads(line))
+        return out

@@ -1,0 +1,111 @@
+"""Report writers: JUnit XML (junit-xml), Markdown compatibility matrix. Read-only on results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from junit_xml import TestCase, TestSuite, to_xml_report_string
+
+from .results import CaseResult, RunResults, Status
+
+
+def _junit_case(c: CaseResult) -> TestCase:
+    classname, _, name = c.nodeid.rpartition("::")
+    tc = TestCase(name=name, classname=classname.replace("/", ".").removesuffix(".py"),
+                  elapsed_sec=c.duration, stdout=c.output or None)
+    if c.status is Status.SKIP:
+        tc.add_skipped_info(message=c.message)
+    elif c.status is Status.FAIL:
+        tc.add_failure_info(message=c.message, output=c.details)
+    elif c.status is Status.CRASH:
+        tc.add_failure_info(message=c.message, output=c.details, failure_type="kernel-crash")
+    elif c.status is Status.ERROR:
+        tc.add_error_info(message=c.message, output=c.details)
+    return tc
+
+
+def junit_xml(results: RunResults) -> str:
+    """One <testsuite> per kernel; kernel release, package, accelerator and probes as
+    properties so a CI dashboard can tell why a case skipped on a kernel."""
+    suites = []
+    labels = list(results.kernels) + sorted(
+        {c.kernel for c in results.cases} - set(results.kernels))
+    for label in labels:
+        info = results.kernel(label)
+        props: dict[str, str] = {
+            "kernel.label": label, "kernel.spec": info.spec, "kernel.origin": info.origin,
+            "kernel.release": info.release, "kernel.package_version": info.package_version,
+            "accelerator": info.accel, "accelerator.reason": info.accel_reason,
+            "boots": str(len(info.boots)),
+        }
+        for feature, probe in sorted(info.probes.items()):
+            state = "supported" if probe.get("supported") else "unsupported"
+            props[f"probe.{feature}"] = f"{state}: {probe.get('detail', '')}"
+        cases = [_junit_case(c) for c in results.cases if c.kernel == label]
+        suites.append(TestSuite(f"kmatrix.{label}", cases, properties=props))
+    return str(to_xml_report_string(suites))
+
+
+def _cell(counts: dict[Status, int]) -> str:
+    if not counts:
+        return "-"
+    parts = []
+    for status in (Status.PASS, Status.FAIL, Status.CRASH, Status.ERROR, Status.SKIP):
+        if counts.get(status):
+            parts.append(f"{counts[status]} {status.symbol}")
+    return ", ".join(parts)
+
+
+def markdown_matrix(results: RunResults) -> str:
+    """Kernel x feature: pass/fail/skip counts per cell, then the probe table."""
+    labels = list(results.kernels) or sorted({c.kernel for c in results.cases})
+    lines = ["# kmatrix compatibility matrix", ""]
+    lines.append("| kernel | release | accel | boots | boot s |")
+    lines.append("|---|---|---|---|---|")
+    for label in labels:
+        k = results.kernel(label)
+        boot_s = ", ".join(f"{v:.1f}" for v in k.boots.values()) or "-"
+        release = k.release or (f"did not boot: {k.boot_error.splitlines()[0]}"
+                                if k.boot_error else "-")
+        lines.append(f"| {label} | {release} | {k.accel or '-'} | {len(k.boots)} | {boot_s} |")
+    lines += ["", "## Cases (feature x kernel)", ""]
+    lines.append("| feature | " + " | ".join(labels) + " |")
+    lines.append("|---" * (len(labels) + 1) + "|")
+    matrix = results.matrix()
+    for feature in sorted(matrix):
+        row = [_cell(matrix[feature].get(label, {})) for label in labels]
+        lines.append(f"| {feature} | " + " | ".join(row) + " |")
+    probe_names = sorted({p for label in labels for p in results.kernel(label).probes})
+    if probe_names:
+        lines += ["", "## Feature probes (by trying, in the booted kernel)", ""]
+        lines.append("| probe | " + " | ".join(labels) + " |")
+        lines.append("|---" * (len(labels) + 1) + "|")
+        for name in probe_names:
+            row = []
+            for label in labels:
+                p = results.kernel(label).probes.get(name)
+                if p is None:
+                    row.append("-")
+                elif p.get("supported"):
+                    row.append("yes")
+                else:
+                    detail = str(p.get("detail", "")).replace("|", "/")
+                    row.append(f"no ({detail[:80]})")
+            lines.append(f"| {name} | " + " | ".join(row) + " |")
+    bad = [c for c in results.cases if c.status >= Status.FAIL]
+    if bad:
+        lines += ["", "## Not passing", ""]
+        for c in bad:
+            lines.append(f"- `{c.nodeid}` {c.status.symbol}: {c.message.splitlines()[0][:160]}"
+                         if c.message else f"- `{c.nodeid}` {c.status.symbol}")
+    return "\n".join(lines) + "\n"
+
+
+def write_all(results: RunResults, out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"junit": out_dir / "junit.xml", "matrix": out_dir / "matrix.md",
+             "json": out_dir / "results.json"}
+    paths["junit"].write_text(junit_xml(results))
+    paths["matrix"].write_text(markdown_matrix(results))
+    results.write_json(paths["json"])
+    return paths

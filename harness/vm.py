@@ -1,0 +1,261 @@
+"""One virtme-ng VM running the guest agent: boot, run cases, detect death, always reap.
+
+Lifetime is a context manager. QEMU's serial console (kernel log) and the guest's stderr go
+to the run's console log, which is kept whatever happens; the control channel is a
+virtio-serial port wired to a unix socket we listen on before QEMU starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from . import console
+from .accel import Accel
+from .errors import BootError, VMLostError
+from .kernel import Kernel
+from .paths import PROJECT_ROOT, cache_root
+from .protocol import PORT_NAME, LineBuffer, Message, encode
+from .runner import format_argv, which
+
+log = logging.getLogger("kmatrix.vm")
+
+#: the kernel log level on the console: 5 shows WARN (4) and everything worse
+CONSOLE_LOGLEVEL = 5
+_CONSOLE_TAIL_LINES = 60
+
+
+@dataclass(frozen=True)
+class VMOptions:
+    cpus: int = 2
+    memory: str = "2G"
+    #: seconds from QEMU start to the agent's "ready" (TCG boots take 15-30 s)
+    boot_timeout: float = 240.0
+    #: host watchdog margin on top of a case's own timeout before the guest counts as hung
+    watchdog_grace: float = 60.0
+    #: extra vng arguments (e.g. ["--network", "loop"]) for suites that need NICs
+    extra_vng_args: tuple[str, ...] = ()
+
+
+@dataclass
+class BootInfo:
+    release: str
+    probes: dict[str, dict[str, Any]]
+    #: seconds from starting vng to the agent's ready message (host clock)
+    boot_s: float
+    #: guest uptime at ready, import and probe times (guest clock)
+    guest: dict[str, float] = field(default_factory=dict)
+
+
+class GuestVM:
+    """A booted kernel with the agent waiting for cases."""
+
+    def __init__(self, kernel: Kernel, accel: Accel, console_log: Path,
+                 options: VMOptions | None = None) -> None:
+        self.kernel = kernel
+        self.accel = accel
+        self.console_log = console_log
+        self.options = options or VMOptions()
+        self.info: BootInfo | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._conn: socket.socket | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._buf = LineBuffer()
+        self._pending: list[Message] = []
+        self._next_id = 0
+        self._console_start = 0
+        self.alive = False
+
+    # -- lifetime -------------------------------------------------------------------------
+    def __enter__(self) -> GuestVM:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def argv(self, sock_path: str) -> list[str]:
+        python = sys.executable
+        guest_cmd = ["env", "KMATRIX_GUEST=1", f"KMATRIX_CACHE={cache_root()}",
+                     f"PYTHONPATH={PROJECT_ROOT}", "PYTHONDONTWRITEBYTECODE=1",
+                     python, "-m", "harness.guest.agent"]
+        qemu_opts = ["-chardev", f"socket,id=kmxctl,path={sock_path}",
+                     "-device", "virtio-serial-pci,id=kmxbus",
+                     "-device", f"virtserialport,bus=kmxbus.0,chardev=kmxctl,name={PORT_NAME}"]
+        argv = [which("vng"), "-v", *self.accel.vng_args, "-r", str(self.kernel.image),
+                "--cpus", str(self.options.cpus), "--memory", self.options.memory,
+                "--cwd", str(PROJECT_ROOT), "--append", f"loglevel={CONSOLE_LOGLEVEL}",
+                *self.options.extra_vng_args]
+        argv += [f"--qemu-opts={opt}" for opt in qemu_opts]
+        argv += ["--exec", shlex.join(guest_cmd)]
+        return argv
+
+    def start(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="kmatrix-vm-")
+        sock_path = os.path.join(self._tmp.name, "ctl.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(sock_path)
+        listener.listen(1)
+        argv = self.argv(sock_path)
+        self.console_log.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        with open(self.console_log, "ab") as con:
+            self._console_start = con.tell()
+            con.write(f"\n=== kmatrix: boot {self.kernel.label} ({self.accel.name}): "
+                      f"{format_argv(argv)}\n".encode())
+            con.flush()
+            log.info("booting %s: %s", self.kernel.label, format_argv(argv))
+            t0 = time.monotonic()
+            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=con,
+                                          stderr=con, env=env, start_new_session=True)
+        try:
+            deadline = t0 + self.options.boot_timeout
+            listener.settimeout(1.0)
+            while self._conn is None:
+                self._check_boot(deadline)
+                try:
+                    self._conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+            ready = self._recv(deadline, boot=True)
+        finally:
+            listener.close()
+        if ready.get("op") != "ready":
+            raise BootError(f"{self.kernel.label}: unexpected first message {ready!r}")
+        self.info = BootInfo(
+            release=str(ready["release"]), probes=dict(ready["probes"]),
+            boot_s=time.monotonic() - t0,
+            guest={k: float(ready[k]) for k in ("uptime", "import_s", "probe_s")})
+        self.alive = True
+        log.info("%s ready in %.1fs (%s)", self.kernel.label, self.info.boot_s,
+                 self.info.release)
+
+    def _check_boot(self, deadline: float) -> None:
+        assert self._proc is not None
+        if self._proc.poll() is not None:
+            tail = self.console_tail()
+            raise BootError(
+                f"{self.kernel.label}: the VM exited ({self._proc.returncode}) before the "
+                f"guest agent was ready", tail,
+                hint=f"see the console log {self.console_log}")
+        if time.monotonic() > deadline:
+            raise BootError(
+                f"{self.kernel.label}: no guest agent after {self.options.boot_timeout:.0f}s",
+                self.console_tail(), hint=f"see the console log {self.console_log}")
+
+    def close(self) -> None:
+        """Ask the agent to shut down; kill whatever is left; always reap and clean up."""
+        proc, self._proc = self._proc, None
+        if self._conn is not None and self.alive and proc is not None:
+            try:
+                self._conn.sendall(encode({"op": "shutdown"}))
+                proc.wait(timeout=20)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self.alive = False
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if proc is not None:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            proc.wait()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    # -- channel ---------------------------------------------------------------------------
+    def _recv(self, deadline: float, boot: bool = False) -> Message:
+        assert self._conn is not None
+        while not self._pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if boot:
+                    self._check_boot(deadline)
+                raise TimeoutError
+            self._conn.settimeout(min(left, 1.0))
+            try:
+                data = self._conn.recv(65536)
+            except TimeoutError:
+                if self._proc is not None and self._proc.poll() is not None:
+                    data = b""
+                else:
+                    continue
+            if not data:
+                if boot:
+                    self._check_boot(0)  # raises: the VM is gone
+                raise EOFError
+            self._pending.extend(self._buf.feed(data))
+        return self._pending.pop(0)
+
+    def run_case(self, nodeid: str, timeout: float) -> Message:
+        """Run one guest node id; the agent's verdict, or VMLostError with the evidence."""
+        if not self.alive or self._conn is None:
+            raise VMLostError(f"{self.kernel.label}: VM is not running")
+        self._next_id += 1
+        req_id = self._next_id
+        mark = self.console_size()
+        try:
+            self._conn.sendall(encode({"op": "run", "id": req_id, "nodeid": nodeid,
+                                       "timeout": timeout}))
+            deadline = time.monotonic() + timeout + self.options.watchdog_grace
+            while True:
+                msg = self._recv(deadline)
+                if msg.get("op") == "result" and msg.get("id") == req_id:
+                    return msg
+        except (EOFError, OSError) as exc:
+            self._lost(f"the guest died while running {nodeid}", mark, exc)
+        except TimeoutError as exc:
+            self._lost(f"the guest stopped answering: no verdict for {nodeid} within "
+                       f"{timeout + self.options.watchdog_grace:.0f}s (host watchdog)",
+                       mark, exc)
+        raise AssertionError("unreachable")
+
+    def _lost(self, what: str, mark: int, exc: BaseException) -> None:
+        self.alive = False
+        # give QEMU a moment to flush the console (panic text) before we look and kill
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        text = self.console_since(mark)
+        panic = console.panic_report(text)
+        tail = self.console_tail()
+        self.close()
+        raise VMLostError(f"{self.kernel.label}: {what}", tail, panic) from exc
+
+    # -- console -------------------------------------------------------------------------
+    def console_size(self) -> int:
+        try:
+            return self.console_log.stat().st_size
+        except OSError:
+            return 0
+
+    def console_since(self, offset: int) -> str:
+        with open(self.console_log, "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace")
+
+    def console_tail(self, lines: int = _CONSOLE_TAIL_LINES) -> str:
+        text = self.console_since(self._console_start)
+        return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,27 @@
+"""pytest-xdist scheduling by kernel: every item of one kernel goes to the same worker, so
+each worker boots each of its kernels once (LoadScopeScheduling with the kernel as scope)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+class KernelSchedulingPlugin:
+    @pytest.hookimpl
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        from xdist.scheduler import LoadScopeScheduling
+
+        from .session import state_key
+
+        labels = [k.label for k in config.stash[state_key].kernels]
+
+        class KernelScheduling(LoadScopeScheduling):  # type: ignore[misc]
+            def _split_scope(self, nodeid: str) -> str:
+                for label in labels:
+                    if nodeid.endswith((f"[{label}]", f"-{label}]")):
+                        return label
+                return nodeid
+
+        return KernelScheduling(config, log)
