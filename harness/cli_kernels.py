@@ -26,7 +26,8 @@ def _add_fragment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-f", "--fragment", action="append", dest="fragments", metavar="NAME",
         help=f"config fragment to merge (repeatable; default: all). Known: {names}; "
-             "`all` = every non-opt-in fragment; a path works too. base is always merged",
+             "`all` = every non-opt-in fragment; a path works too; `--fragment=-NAME` (or "
+             "SPEC@-NAME) leaves one out. base is always merged",
     )
 
 
@@ -51,6 +52,8 @@ def add_kernels_parser(subparsers: Any) -> argparse.ArgumentParser:
     b.add_argument("-j", "--jobs", type=int, default=kbuild.DEFAULT_JOBS,
                    help="make -j (default %(default)s)")
     b.add_argument("--force", action="store_true", help="rebuild even on a cache hit")
+    b.add_argument("--config-only", action="store_true",
+                   help="only configure and verify the config (no compiler runs)")
     b.add_argument("--mirror", help=f"kernel.org mirror base (default ${sources.MIRROR_ENV})")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
     b.set_defaults(func=cmd_build)
@@ -94,6 +97,8 @@ def _fail(exc: KmatrixError) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     results = []
+    if args.config_only:
+        return _config_only(args)
     for spec in args.specs:
         try:
             res = kbuild.build(spec, args.fragments, jobs=args.jobs, mirror=args.mirror,
@@ -117,6 +122,21 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     return EXIT_OK
+
+
+def _config_only(args: argparse.Namespace) -> int:
+    worst = EXIT_OK
+    for spec in args.specs:
+        try:
+            plan, check, path = kbuild.configure_spec(spec, args.fragments, mirror=args.mirror)
+        except KmatrixError as exc:
+            return _fail(exc)
+        print(f"{spec}: {plan.identity.origin}, config {path}")
+        print(check.format())
+        if not check.ok:
+            print(f"error: {kbuild.config_error(check, path).describe()}", file=sys.stderr)
+            worst = EXIT_FAIL
+    return worst
 
 
 def cmd_list(args: argparse.Namespace) -> int:

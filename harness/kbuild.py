@@ -33,7 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from . import kcache, kconfig, sources
-from .errors import CommandError, ConfigError, KernelSpecError, MissingToolError
+from .errors import (
+    CommandError,
+    ConfigError,
+    InfraError,
+    KernelSpecError,
+    MissingToolError,
+)
 from .kernel import Kernel, make_label
 from .runner import format_argv, run, which
 
@@ -48,9 +54,24 @@ HEADERS = {
 }
 
 
+_FRAGMENT_SUFFIX = re.compile(r"[A-Za-z0-9_.+-]+(?:,[A-Za-z0-9_.+-]+)*")
+
+
+def split_spec(spec: str) -> tuple[str, list[str] | None]:
+    """`debian-source:6.12@-netkit` -> (`debian-source:6.12`, [`-netkit`]).
+
+    The `@FRAGMENTS` suffix picks config fragments where only a spec can be given
+    (`kmatrix run --kernel`): comma-separated names, `-NAME` leaves one out of `all`.
+    """
+    base, sep, tail = spec.rpartition("@")
+    if sep and base and _FRAGMENT_SUFFIX.fullmatch(tail) and sources.is_source_spec(base):
+        return base, tail.split(",")
+    return spec, None
+
+
 def is_source_spec(spec: str) -> bool:
     """True when `spec` names kernel sources (a tree, debian-source:X, a tarball or URL)."""
-    return sources.is_source_spec(spec)
+    return sources.is_source_spec(split_spec(spec)[0])
 
 
 @dataclass(frozen=True)
@@ -118,7 +139,9 @@ class BuildPlan:
     toolchain: Toolchain
     #: cache entry key: identity with uncommitted changes + config + toolchain + arch
     key: str
-    #: O= folder key: the same without uncommitted changes
+    #: O= folder key: source without uncommitted changes + toolchain + arch. The config is
+    #: not part of it: Kbuild tracks each CONFIG_ symbol, so a config change rebuilds only
+    #: what depends on the changed symbols (a lock keeps two builds out of one folder)
     dirkey: str
 
     @property
@@ -152,8 +175,14 @@ def plan_build(
     cache: Path | None = None,
     mirror: str | None = None,
 ) -> BuildPlan:
-    """Resolve the spec, merge fragments, compute the keys; nothing is built or unpacked."""
-    source = sources.parse_source_spec(spec, mirror)
+    """Resolve the spec, merge fragments, compute the keys; nothing is built or unpacked.
+
+    An `@FRAGMENTS` suffix on the spec is used when `fragments` is None.
+    """
+    base, suffix = split_spec(spec)
+    if fragments is None:
+        fragments = suffix
+    source = sources.parse_source_spec(base, mirror)
     if source is None:
         raise KernelSpecError(f"{spec!r} is not a kernel source spec",
                               hint="use a kernel tree, debian-source:X, a tarball or its URL")
@@ -165,7 +194,7 @@ def plan_build(
                            version)
     toolchain = detect_toolchain()
     key = _digest(identity.full, merged.digest(), toolchain.key_text())
-    dirkey = _digest(identity.stable, merged.digest(), toolchain.key_text())
+    dirkey = _digest(identity.stable, toolchain.key_text())
     return BuildPlan(spec, source, identity, merged, toolchain, key, dirkey)
 
 
@@ -231,6 +260,34 @@ def make_env(cache: Path) -> dict[str, str]:
         "CCACHE_NOHASHDIR": "true",
         "CCACHE_MAXSIZE": os.environ.get("CCACHE_MAXSIZE", "10G"),
     }
+
+
+@contextmanager
+def locked(obj: Path, timeout: float = 4 * 3600) -> Iterator[None]:
+    """Hold the O= folder's lock: one configure/build at a time per folder."""
+    import fcntl
+
+    obj.mkdir(parents=True, exist_ok=True)
+    with (obj / ".kmatrix-lock").open("w") as f:
+        deadline = time.monotonic() + timeout
+        said = False
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise InfraError(f"{obj} stayed locked by another build for "
+                                     f"{timeout:.0f}s") from None
+                if not said:
+                    print(f"[kbuild] waiting for another build in {obj}", file=sys.stderr,
+                          flush=True)
+                    said = True
+                time.sleep(2.0)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @contextmanager
@@ -360,7 +417,17 @@ def build(
               file=sys.stderr, flush=True)
     tree = sources.prepare(plan.source, cache).path
     obj = kcache.objs_dir(cache) / plan.dirkey
-    obj.mkdir(parents=True, exist_ok=True)
+    with locked(obj):
+        hit = None if force else kcache.lookup(plan.key, cache)
+        if hit is not None:  # built by whoever held the lock
+            return BuildResult(plan, hit, True, time.time() - t0, hit.meta.get("check", {}))
+        return _build_locked(plan, tree, obj, cache, jobs, t0)
+
+
+def _build_locked(
+    plan: BuildPlan, tree: Path, obj: Path, cache: Path, jobs: int, t0: float
+) -> BuildResult:
+    spec = plan.spec
     log = obj / "kmatrix-build.log"
     log.write_text(f"# kmatrix build of {spec} ({plan.identity.origin}) key {plan.key}\n")
     for line in plan.merged.skipped:
@@ -420,6 +487,25 @@ def build(
     print(f"[kbuild] built {release} in {build_seconds:.0f}s: {dest / 'bzImage'}",
           file=sys.stderr, flush=True)
     return BuildResult(plan, entry, False, time.time() - t0, meta["check"])
+
+
+def configure_spec(
+    spec: str,
+    fragments: Sequence[str] | None = None,
+    *,
+    cache: Path | None = None,
+    mirror: str | None = None,
+) -> tuple[BuildPlan, kconfig.ConfigCheck, Path]:
+    """Only configure and verify (no compiler): (plan, check, the .config path)."""
+    cache = cache or sources.cache_root()
+    plan = plan_build(spec, fragments, cache=cache, mirror=mirror)
+    for tool in ("make", "flex", "bison", "gcc"):
+        which(tool)
+    tree = sources.prepare(plan.source, cache).path
+    obj = kcache.objs_dir(cache) / plan.dirkey
+    with locked(obj):
+        check = configure(tree, obj, plan, cache, obj / "kmatrix-config.log")
+    return plan, check, obj / ".config"
 
 
 def resolve_built_kernel(spec: str, fragments: list[str] | None = None) -> Kernel | None:

@@ -225,16 +225,27 @@ def resolve_fragments(
 ) -> list[Fragment]:
     """Fragments to merge, in order: base, then each requested one after what it requires.
 
-    A name is a fragment in `directory`, `all` (every fragment that is not opt-in), or a
-    path to a fragment file. None means `all`.
+    A name is a fragment in `directory`, `all` (every fragment that is not opt-in), a path
+    to a fragment file, or `-NAME` to leave NAME out. None (or only `-NAME`s) means `all`.
+    Leaving out a fragment that a selected one requires is an error.
     """
     known = available_fragments(directory)
     if BASE_FRAGMENT not in known:
         raise ConfigError(f"no {BASE_FRAGMENT}.config in {directory}")
+    names = list(names or [])
+    removed = {n[1:] for n in names if n.startswith("-")}
+    names = [n for n in names if not n.startswith("-")] or ["all"]
+    for name in sorted(removed - set(known)):
+        raise ConfigError(f"cannot leave out unknown fragment {name!r}",
+                          hint=f"choose from: {', '.join(sorted(known))}")
+    if BASE_FRAGMENT in removed:
+        raise ConfigError("the base fragment cannot be left out: the guest would not boot")
     wanted: list[Fragment] = []
-    for name in ["all"] if names is None else names:
+    for name in names:
+        if name in removed:
+            continue
         if name == "all":
-            wanted.extend(f for n, f in known.items() if not f.opt_in)
+            wanted.extend(f for n, f in known.items() if not f.opt_in and n not in removed)
         elif name in known:
             wanted.append(known[name])
         elif "/" in name or name.endswith(".config"):
@@ -255,6 +266,9 @@ def resolve_fragments(
         for req in frag.requires:
             if req not in known:
                 raise ConfigError(f"fragment {frag.name} requires unknown fragment {req!r}")
+            if req in removed:
+                raise ConfigError(f"cannot leave out {req}: fragment {frag.name} requires it",
+                                  hint=f"leave out {frag.name} too")
             visit(known[req], (*chain, frag.name))
         seen.add(frag.name)
         ordered.append(frag)

@@ -190,8 +190,13 @@ def test_different_fragments_different_keys(tmp_path: Path, fake_make: FakeMake)
     tree = make_tree(tmp_path / "linux")
     a = kbuild.plan_build(str(tree), ["xdp"])
     b = kbuild.plan_build(str(tree), ["tc"])
-    assert a.key != b.key and a.dirkey != b.dirkey
+    assert a.key != b.key
+    assert a.dirkey == b.dirkey  # one O= folder per source: config changes are incremental
     assert kbuild.plan_build(str(tree), ["xdp"]).key == a.key
+    kbuild.build(str(tree), ["xdp"])
+    kbuild.build(str(tree), ["tc"])
+    assert fake_make.calls == ["allnoconfig", "olddefconfig", "make bzImage"] * 2
+    assert kbuild.build(str(tree), ["xdp"]).cached
 
 
 def test_not_a_source_spec(fake_make: FakeMake) -> None:
@@ -214,3 +219,15 @@ def test_check_dotconfig_reads_gzip(tmp_path: Path) -> None:
     assert "CONFIG_NETKIT" in ok
     assert not check.ok  # the excerpt lacks most of base: every miss is named
     assert all(m.option.name.startswith("CONFIG_") for m in check.failures)
+
+
+def test_fragment_suffix_on_specs(tmp_path: Path, fake_make: FakeMake) -> None:
+    tree = make_tree(tmp_path / "linux")
+    assert kbuild.split_spec("debian-source:6.12@-netkit") == ("debian-source:6.12", ["-netkit"])
+    assert kbuild.split_spec(f"{tree}@xdp,tc") == (str(tree), ["xdp", "tc"])
+    assert kbuild.split_spec("debian:6.12@x") == ("debian:6.12@x", None)
+    assert kbuild.is_source_spec("debian-source:7.3@all,-arena")
+    plain = kbuild.plan_build(str(tree), ["-xdp"])
+    assert kbuild.plan_build(f"{tree}@-xdp", None).key == plain.key
+    assert "xdp" not in plain.merged.fragments
+    assert plain.label.endswith("-no-xdp")

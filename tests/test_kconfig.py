@@ -288,3 +288,16 @@ def test_saved_612_config_satisfies_acceptance_symbols() -> None:
         assert values[sym] == "y"
     assert values["CONFIG_LOCALVERSION"] == '"-kmatrix"'
     assert values["CONFIG_MODULES"] == "n"
+
+
+def test_leave_fragments_out() -> None:
+    names = [f.name for f in k.resolve_fragments(["-netkit"])]
+    assert "netkit" not in names and "xdp" in names and names[0] == "base"
+    assert [f.name for f in k.resolve_fragments(["netkit", "tc", "-tc"])] == [
+        "base", "bpf-core", "netkit"]
+    with pytest.raises(ConfigError, match="base fragment cannot be left out"):
+        k.resolve_fragments(["-base"])
+    with pytest.raises(ConfigError, match="cannot leave out bpf-core: fragment"):
+        k.resolve_fragments(["-bpf-core"])
+    with pytest.raises(ConfigError, match="unknown fragment 'nope'"):
+        k.resolve_fragments(["-nope"])
