@@ -8,7 +8,7 @@ One build is:
    the cached image without touching the tree;
 4. otherwise fetch/unpack the source, `make allnoconfig`, append the merged fragment,
    `make olddefconfig`, and check every requested symbol survived (ConfigError if not);
-5. `nice make -jN bzImage` (and `modules` when the config has CONFIG_MODULES=y) through
+5. `nice make -jN bzImage` (and `modules` when the config has any `=m` option) through
    ccache in a kept O= folder (keyed without uncommitted changes: edits build
    incrementally), with progress on the terminal and the full log kept;
 6. copy bzImage, .config, log and meta.json into the content-addressed cache entry.
@@ -438,7 +438,9 @@ def _build_locked(
     if check.misses:
         print(check.format(), file=sys.stderr, flush=True)
     final = kconfig.parse_dotconfig((obj / ".config").read_text())
-    modules = final.get("CONFIG_MODULES") == "y"
+    # modules only when the config has some: MODULES=y alone (the BPF JIT needs it before
+    # 6.10) with everything built in leaves nothing to build or ship
+    modules = final.get("CONFIG_MODULES") == "y" and "m" in final.values()
     targets = ["bzImage", "modules"] if modules else ["bzImage"]
     expected_file = obj / "kmatrix-objects"
     expected = int(expected_file.read_text()) if expected_file.is_file() else 0

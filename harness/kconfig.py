@@ -69,6 +69,8 @@ class Option:
     optional: bool = False
     #: only requested on kernels >= this version (None: always)
     since: KVersion | None = None
+    #: only requested on kernels <= this version (None: always)
+    until: KVersion | None = None
 
     def render(self) -> str:
         if self.value == "n":
@@ -118,6 +120,7 @@ def parse_fragment(text: str, name: str, path: Path | None = None) -> Fragment:
     opt_in = False
     optional: set[str] = set()
     since: dict[str, KVersion] = {}
+    until: dict[str, KVersion] = {}
     raw: list[tuple[str, str, str, int]] = []
 
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -141,12 +144,12 @@ def parse_fragment(text: str, name: str, path: Path | None = None) -> Fragment:
                     opt_in = True
                 elif key == "optional":
                     optional.update(_symbols(words))
-                elif key == "since":
+                elif key in ("since", "until"):
                     if len(words) < 2:
-                        raise ConfigError("'since' needs a version and at least one symbol")
+                        raise ConfigError(f"'{key}' needs a version and at least one symbol")
                     version = parse_version(words[0])
                     for sym in _symbols(words[1:]):
-                        since[sym] = version
+                        (since if key == "since" else until)[sym] = version
                 else:
                     raise ConfigError(f"unknown directive 'kmatrix: {key}'")
                 continue
@@ -168,7 +171,7 @@ def parse_fragment(text: str, name: str, path: Path | None = None) -> Fragment:
             ) from None
 
     names = {r[0] for r in raw}
-    for sym in sorted((optional | set(since)) - names):
+    for sym in sorted((optional | set(since) | set(until)) - names):
         raise ConfigError(
             f"{where}: directive names {sym}, which the fragment does not set",
             hint="add the option line or remove it from the directive",
@@ -182,6 +185,7 @@ def parse_fragment(text: str, name: str, path: Path | None = None) -> Fragment:
             line=lineno,
             optional=sym in optional,
             since=since.get(sym),
+            until=until.get(sym),
         )
         for sym, value, why, lineno in raw
     )
@@ -322,8 +326,12 @@ def merge(fragments: Sequence[Fragment], version: KVersion) -> MergedConfig:
         used.append(frag.name)
         for opt in frag.options:
             if opt.since is not None and version < opt.since:
-                skipped.append(f"{frag.name}: {opt.name} not in this version "
-                               f"(needs >= {format_version(opt.since)}, tree is {vtext})")
+                skipped.append(f"{frag.name}: {opt.render()} only requested from "
+                               f"{format_version(opt.since)} on (tree is {vtext})")
+                continue
+            if opt.until is not None and version > opt.until:
+                skipped.append(f"{frag.name}: {opt.render()} only requested up to "
+                               f"{format_version(opt.until)} (tree is {vtext})")
                 continue
             prev = options.get(opt.name)
             if prev is not None and prev.value != opt.value:

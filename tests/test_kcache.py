@@ -144,10 +144,10 @@ def test_build_then_cache_hit_then_incremental(tmp_path: Path, fake_make: FakeMa
     assert first.entry.image.read_bytes() == b"kernel3"
     meta = first.entry.meta
     assert meta["fragments"] == ["base", "bpf-core", "xdp"]  # netkit is 6.7+
-    assert meta["check"]["skipped"][0].startswith("netkit: not in this version")
+    assert any(x.startswith("netkit: not in this version") for x in meta["check"]["skipped"])
     k = first.kernel()
     assert k.spec == spec and k.image == first.entry.image and k.version == first.entry.key
-    assert k.properties["config.skipped"].startswith("netkit: not in this version")
+    assert "netkit: not in this version" in k.properties["config.skipped"]
     assert "-no-" in k.label
 
     again = kbuild.build(spec, ["xdp", "netkit"])

@@ -119,11 +119,11 @@ def test_netkit_on_61_is_recorded_not_failed() -> None:
     assert "CONFIG_NETKIT" not in merged.options
     assert "CONFIG_NET_XGRESS" not in merged.options
     assert any(s.startswith("netkit: not in this version") for s in merged.skipped)
-    assert any("CONFIG_NET_XGRESS not in this version" in s for s in merged.skipped)
+    assert "tc: CONFIG_NET_XGRESS=y only requested from 6.6 on (tree is 6.1)" in merged.skipped
     assert "netkit" not in merged.fragments
     on612 = k.merge(k.resolve_fragments(None), (6, 12))
     assert on612.options["CONFIG_NETKIT"].value == "y"
-    assert on612.skipped == ()
+    assert all("CONFIG_MODULES=y only requested up to 6.9" in s for s in on612.skipped)
     assert on612.conflicts == ()
 
 
@@ -301,3 +301,17 @@ def test_leave_fragments_out() -> None:
         k.resolve_fragments(["-bpf-core"])
     with pytest.raises(ConfigError, match="unknown fragment 'nope'"):
         k.resolve_fragments(["-nope"])
+
+
+def test_until_and_modules_follow_the_610_kconfig_change() -> None:
+    f = frag("# kmatrix: until 6.9 CONFIG_M\nCONFIG_M=y # old kernels\n")
+    assert f.options[0].until == (6, 9)
+    assert "CONFIG_M" in k.merge([f], (6, 9)).options
+    skipped = k.merge([f], (6, 10))
+    assert "CONFIG_M" not in skipped.options
+    assert skipped.skipped == ("t: CONFIG_M=y only requested up to 6.9 (tree is 6.10)",)
+    old = k.merge(k.resolve_fragments(None), (6, 1))
+    new = k.merge(k.resolve_fragments(None), (6, 12))
+    assert old.options["CONFIG_MODULES"].value == "y"
+    assert new.options["CONFIG_MODULES"].value == "n"
+    assert old.conflicts == () and new.conflicts == ()
