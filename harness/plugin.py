@@ -241,7 +241,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                 reason="guest case: give --kernel SPEC (or use `kmatrix run`) to run it"))
             out.append(item)
             continue
-        label = item.callspec.params[KERNEL_FIXTURE]
+        label = str(item.callspec.params[KERNEL_FIXTURE])
+        assert item.parent is not None
         mark = item.get_closest_marker("case_timeout")
         timeout = float(mark.args[0]) if mark else state.case_timeout
         guest_id = f"{item.nodeid.rsplit('::', 1)[0]}::{guest_name(item.name, label)}"
@@ -314,7 +315,7 @@ class ResultRecorder:
         self.state.record(CaseResult(
             report.nodeid, label, _feature_of(report.nodeid), status, message=first,
             details=text, duration=report.duration,
-            guest_duration=float(props.get("kmatrix_guest_s", 0) or 0)))
+            guest_duration=float(str(props.get("kmatrix_guest_s", 0) or 0))))
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int,

@@ -15,11 +15,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 from . import console
 from .accel import Accel
@@ -75,6 +76,7 @@ class GuestVM:
         self._pending: list[Message] = []
         self._next_id = 0
         self._console_start = 0
+        self._copier: threading.Thread | None = None
         self.alive = False
 
     # -- lifetime -------------------------------------------------------------------------
@@ -119,11 +121,17 @@ class GuestVM:
             self._console_start = con.tell()
             con.write(f"\n=== kmatrix: boot {self.kernel.label} ({self.accel.name}): "
                       f"{format_argv(argv)}\n".encode())
-            con.flush()
-            log.info("booting %s: %s", self.kernel.label, format_argv(argv))
-            t0 = time.monotonic()
-            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=con,
-                                          stderr=con, env=env, start_new_session=True)
+        log.info("booting %s: %s", self.kernel.label, format_argv(argv))
+        t0 = time.monotonic()
+        # QEMU opens its console as /proc/self/fd/2 with O_TRUNC: hand it a pipe and append
+        # to the log ourselves, so restarts and earlier boots are never truncated away
+        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, env=env,
+                                      start_new_session=True)
+        self._copier = threading.Thread(target=_copy_stream,
+                                        args=(self._proc.stdout, self.console_log),
+                                        name=f"console-{self.kernel.label}", daemon=True)
+        self._copier.start()
         try:
             deadline = t0 + self.options.boot_timeout
             listener.settimeout(1.0)
@@ -179,6 +187,9 @@ class GuestVM:
                 except ProcessLookupError:
                     pass
             proc.wait()
+        if self._copier is not None:
+            self._copier.join(timeout=10)
+            self._copier = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -238,6 +249,8 @@ class GuestVM:
                 self._proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+        if self._copier is not None and self._proc is not None and self._proc.poll() is not None:
+            self._copier.join(timeout=5)  # QEMU is gone: the console is complete
         text = self.console_since(mark)
         panic = console.panic_report(text)
         tail = self.console_tail()
@@ -259,3 +272,12 @@ class GuestVM:
     def console_tail(self, lines: int = _CONSOLE_TAIL_LINES) -> str:
         text = self.console_since(self._console_start)
         return "\n".join(text.splitlines()[-lines:])
+
+
+def _copy_stream(stream: IO[bytes] | None, path: Path) -> None:
+    """Append everything QEMU/vng print (kernel console, guest stderr) to the console log."""
+    if stream is None:
+        return
+    with open(path, "ab", buffering=0) as out:
+        for chunk in iter(lambda: stream.read1(65536), b""):  # type: ignore[attr-defined]
+            out.write(chunk)

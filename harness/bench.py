@@ -1,0 +1,81 @@
+"""`kmatrix bench`: what a boot and a case cost, against a plain `vng --exec true`.
+
+Figures, all host wall-clock seconds, measured in one run on one kernel:
+- plain boot: `vng -r IMAGE --exec true`, start to exit (the floor any vng runner pays);
+- boot-to-first-case: VM start to the first (no-op) case's verdict on the host, which
+  includes the agent's imports and the feature probes;
+- per-case overhead: mean host-side time of a no-op guest case (fork + pytest in-process);
+- both as ratios to the plain boot.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .accel import choose
+from .kernels import resolve
+from .runner import run, which
+from .vm import GuestVM
+
+NOOP_CASE = "tests/vm_cases/test_guest_basics.py::test_noop"
+
+
+def plain_vng_boot(image: Path, accel_args: list[str]) -> float:
+    import os
+
+    env = {"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    t0 = time.monotonic()
+    run([which("vng"), *accel_args, "-r", str(image), "--exec", "true"], env=env, timeout=600)
+    return time.monotonic() - t0
+
+
+def run_boot_bench(spec: str, cases: int = 10, accel: str = "auto",
+                   json_out: str | None = None) -> int:
+    kernel = resolve(spec)
+    acc = choose(accel, kernel.image)
+    print(f"kernel {kernel.label} ({kernel.origin}), accelerator {acc.name}: {acc.reason}")
+    plain = plain_vng_boot(kernel.image, acc.vng_args)
+    print(f"plain `vng --exec true` boot: {plain:.1f}s")
+    with tempfile.TemporaryDirectory(prefix="kmatrix-bench-") as tmp:
+        t0 = time.monotonic()
+        with GuestVM(kernel, acc, Path(tmp) / "console.log") as vm:
+            first = vm.run_case(NOOP_CASE, 300)
+            boot_to_first = time.monotonic() - t0
+            assert vm.info is not None
+            per_case: list[float] = []
+            for _ in range(cases):
+                t1 = time.monotonic()
+                res = vm.run_case(NOOP_CASE, 300)
+                per_case.append(time.monotonic() - t1)
+                if not any(r["outcome"] == "passed" for r in res.get("reports", [])):
+                    print(f"no-op case did not pass: {res}", file=sys.stderr)
+                    return 1
+            info = vm.info
+    mean = statistics.mean(per_case)
+    figures = {
+        "kernel": kernel.label, "release": info.release, "accel": acc.name,
+        "plain_vng_boot_s": plain, "boot_to_ready_s": info.boot_s,
+        "boot_to_first_case_s": boot_to_first,
+        "guest_uptime_at_ready_s": info.guest.get("uptime"),
+        "agent_import_s": info.guest.get("import_s"), "probes_s": info.guest.get("probe_s"),
+        "first_case_s": float(first.get("duration", 0)),
+        "per_case_mean_s": mean, "per_case_stdev_s": statistics.pstdev(per_case),
+        "per_case_n": cases,
+        "boot_to_first_case_ratio": boot_to_first / plain,
+        "per_case_ratio": mean / plain,
+    }
+    g = info.guest
+    print(f"boot to ready:              {info.boot_s:.1f}s (guest uptime {g.get('uptime', 0):.1f}s,"
+          f" agent imports {g.get('import_s', 0):.1f}s, probes {g.get('probe_s', 0):.1f}s)")
+    print(f"boot to first case verdict: {boot_to_first:.1f}s"
+          f" = {figures['boot_to_first_case_ratio']:.2f} x plain boot")
+    print(f"per-case overhead (no-op):  {mean:.2f}s +- {figures['per_case_stdev_s']:.2f}"
+          f" over {cases} = {figures['per_case_ratio']:.3f} x plain boot")
+    if json_out:
+        Path(json_out).write_text(json.dumps(figures, indent=1))
+    return 0

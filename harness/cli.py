@@ -1,0 +1,109 @@
+"""The `kmatrix` command: run, doctor, bench, kernels."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from .errors import KmatrixError
+from .paths import PROJECT_ROOT
+
+EXIT_USAGE = 2
+
+
+def _cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
+    import pytest
+
+    from .matrix import default_kernels
+
+    kernels = args.kernel or default_kernels(args.matrix)
+    argv: list[str] = []
+    for spec in kernels:
+        argv += ["--kernel", spec]
+    if args.jobs:
+        argv += ["-n", str(args.jobs)]
+    if not any(not a.startswith("-") and os.path.exists(a) for a in rest):
+        rest = [*rest, "cases"]
+    argv += ["-p", "no:cacheprovider"] if args.no_cache else []
+    argv += rest
+    print("kmatrix: pytest " + " ".join(argv), file=sys.stderr)
+    return int(pytest.main(argv))
+
+
+def _cmd_doctor(args: argparse.Namespace, rest: list[str]) -> int:
+    from .doctor import run_doctor
+
+    return run_doctor()
+
+
+def _cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
+    from .bench import run_boot_bench
+
+    return run_boot_bench(args.kernel or "debian:6.12", cases=args.cases, accel=args.accel,
+                          json_out=args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kmatrix", description="Kernel x feature test matrix for the BPF/networking "
+        "datapath: boots kernels in virtme-ng and runs cases/ inside them.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every command")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="run the suite over a kernel matrix (extra arguments go to pytest)",
+        description="Run cases/ (or the given paths) on each --kernel; without --kernel, "
+        "on the default matrix of images/matrix.toml. Unknown arguments go to pytest "
+        "(-k, -m, -x, --lf, paths ...).")
+    run.add_argument("--kernel", action="append", metavar="SPEC",
+                     help="debian:X.Y, debian-source:X.Y, host, PATH (repeatable)")
+    run.add_argument("--matrix", choices=("default", "ci"), default="default",
+                     help="which matrix of images/matrix.toml when no --kernel is given")
+    run.add_argument("-n", "--jobs", type=int, default=0,
+                     help="pytest-xdist workers; each boots its kernels once")
+    run.add_argument("--no-cache", action="store_true", help="disable pytest's cache (--lf)")
+    run.set_defaults(handler=_cmd_run)
+
+    doctor = sub.add_parser("doctor", help="list what is missing and how to fix it")
+    doctor.set_defaults(handler=_cmd_doctor)
+
+    bench = sub.add_parser("bench", help="boot benchmark: boot-to-first-case, per-case "
+                           "overhead, both against a plain `vng --exec true`")
+    bench.add_argument("--kernel", metavar="SPEC", help="kernel (default debian:6.12)")
+    bench.add_argument("--cases", type=int, default=10, help="no-op cases to time")
+    bench.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    bench.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    bench.set_defaults(handler=_cmd_bench)
+
+    try:
+        from .cli_kernels import add_kernels_parser
+    except ImportError:
+        pass
+    else:
+        kp = add_kernels_parser(sub)
+        kp.set_defaults(handler=lambda a, r: int(a.func(a)))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    if rest and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    os.chdir(PROJECT_ROOT)  # node ids are relative to the project root, host and guest
+    try:
+        return int(args.handler(args, rest))
+    except KmatrixError as exc:
+        print(f"kmatrix: error: {exc.describe()}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
