@@ -20,6 +20,7 @@ out: the build folder is keyed by it, so an edit rebuilds incrementally in the s
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -266,8 +267,53 @@ def check_clean_srctree(tree: Path) -> None:
 # --- Debian linux-source-X --------------------------------------------------------------
 
 
-def debian_source_package(series: str) -> tuple[str, str, str]:
-    """(package, candidate version, SHA256) for `linux-source-SERIES`, from apt's lists."""
+#: what apt's candidate choice depends on: the package lists and the pins/suites
+APT_STATE_PATHS = (
+    Path("/var/lib/apt/lists"),
+    Path("/etc/apt/preferences.d"),
+    Path("/etc/apt/preferences"),
+    Path("/etc/apt/sources.list.d"),
+    Path("/etc/apt/sources.list"),
+)
+
+
+def apt_state() -> str:
+    """Changes whenever `apt-get update` ran or pins/suites changed (mtimes of their files)."""
+    h = hashlib.sha256()
+    for path in APT_STATE_PATHS:
+        try:
+            h.update(f"{path}:{path.stat().st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{path}:-\n".encode())
+    return h.hexdigest()[:16]
+
+
+def debian_source_package(series: str, cache: Path | None = None) -> tuple[str, str, str]:
+    """(package, candidate version, SHA256) for `linux-source-SERIES`, from apt's lists.
+
+    apt-cache costs seconds on a loaded machine, so the answer is remembered until apt's
+    lists or pins change (a cache hit then needs no apt call at all).
+    """
+    memo = kernels_dir(cache) / "src" / "debian-source" / "resolved.json"
+    state = apt_state()
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        known = {}
+    entry = known.get(series)
+    if isinstance(entry, dict) and entry.get("apt_state") == state:
+        return str(entry["package"]), str(entry["version"]), str(entry["sha256"])
+    resolved = _apt_resolve(series)
+    known[series] = {"apt_state": state, "package": resolved[0], "version": resolved[1],
+                     "sha256": resolved[2]}
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n")
+    tmp.replace(memo)
+    return resolved
+
+
+def _apt_resolve(series: str) -> tuple[str, str, str]:
     pkg = f"linux-source-{series}"
     policy = run([which("apt-cache"), "policy", pkg]).stdout
     m = re.search(r"^\s*Candidate:\s*(\S+)", policy, re.M)
@@ -283,15 +329,15 @@ def debian_source_package(series: str) -> tuple[str, str, str]:
     return pkg, version, sha.group(1) if sha else ""
 
 
-def debian_identity(series: str) -> SourceIdentity:
-    pkg, version, sha = debian_source_package(series)
+def debian_identity(series: str, cache: Path | None = None) -> SourceIdentity:
+    pkg, version, sha = debian_source_package(series, cache)
     upstream = version.split("-", 1)[0]
     return SourceIdentity("debian-source", f"deb-{version}-{sha[:16]}", "", upstream,
                           f"Debian {pkg} {version}")
 
 
 def fetch_debian_source(series: str, cache: Path) -> SourceTree:
-    identity = debian_identity(series)
+    identity = debian_identity(series, cache)
     pkg = f"linux-source-{series}"
     version = identity.origin.rsplit(" ", 1)[1]
     dest = kernels_dir(cache) / "src" / "debian-source" / version.replace("~", "_")
@@ -353,7 +399,7 @@ def identify(spec: SourceSpec, cache: Path | None = None) -> SourceIdentity:
     """The source identity, as cheaply as possible (no unpacking; URLs are fetched once)."""
     cache = cache or cache_root()
     if spec.kind == "debian-source":
-        return debian_identity(spec.location)
+        return debian_identity(spec.location, cache)
     if spec.kind == "tree":
         return tree_identity(Path(spec.location))
     if spec.kind == "tarball":

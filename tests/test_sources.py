@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import io
+import os
 import shutil
 import subprocess
 import tarfile
@@ -226,3 +227,28 @@ def test_unreachable_url_says_how_to_set_a_mirror(tmp_path: Path) -> None:
         sources.identify(spec, tmp_path / "cache")
     assert sources.MIRROR_ENV in exc.value.hint
     assert not list((tmp_path / "cache").rglob("*.part"))
+
+
+def test_debian_resolution_is_remembered_until_apt_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    def fake_resolve(series: str) -> tuple[str, str, str]:
+        calls.append(series)
+        return f"linux-source-{series}", "6.12.117-1~deb12u1", "ab" * 32
+
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    monkeypatch.setattr(sources, "_apt_resolve", fake_resolve)
+    monkeypatch.setattr(sources, "APT_STATE_PATHS", (lists,))
+    cache = tmp_path / "cache"
+    ident = sources.debian_identity("6.12", cache)
+    assert ident.kernelversion == "6.12.117" and ident.stable.startswith("deb-6.12.117-1~deb12u1-")
+    assert ident.origin == "Debian linux-source-6.12 6.12.117-1~deb12u1"
+    assert sources.debian_identity("6.12", cache) == ident
+    assert calls == ["6.12"]
+    (lists / "new_Packages").write_text("")  # apt-get update: ask apt again
+    os.utime(lists, ns=(1, 1))
+    sources.debian_identity("6.12", cache)
+    assert calls == ["6.12", "6.12"]
