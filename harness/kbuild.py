@@ -240,10 +240,14 @@ class BuildResult:
 # --- make -----------------------------------------------------------------------------
 
 
-def make_argv(tree: Path, obj: Path, toolchain: Toolchain, jobs: int, *targets: str) -> list[str]:
+def make_argv(
+    tree: Path, obj: Path, toolchain: Toolchain, jobs: int, *targets: str, nice: bool = True
+) -> list[str]:
+    """`nice -n 10 make -C TREE O=OBJ ARCH=x86_64 -jN CC='ccache gcc' ... TARGETS`."""
     cc = "ccache gcc" if toolchain.ccache else "gcc"
     return [
-        "nice", "-n", "10", which("make"), "-C", str(tree), f"O={obj}", f"ARCH={ARCH}",
+        *(["nice", "-n", "10"] if nice else []),
+        which("make"), "-C", str(tree), f"O={obj}", f"ARCH={ARCH}",
         f"-j{jobs}", f"CC={cc}", f"HOSTCC={cc}",
         "KBUILD_BUILD_USER=kmatrix", "KBUILD_BUILD_HOST=kmatrix", *targets,
     ]
@@ -450,7 +454,7 @@ def _build_locked(
              "make " + " ".join(targets), obj, expected)
     build_seconds = time.time() - t_build
     expected_file.write_text(str(sum(1 for _ in obj.rglob("*.o"))))
-    release = run(make_argv(tree, obj, plan.toolchain, 1, "-s", "kernelrelease")[3:],
+    release = run(make_argv(tree, obj, plan.toolchain, 1, "-s", "kernelrelease", nice=False),
                   env=env).stdout.strip().splitlines()[-1]
     images = kcache.images_dir(cache)
     images.mkdir(parents=True, exist_ok=True)
@@ -460,8 +464,8 @@ def _build_locked(
         shutil.copy2(obj / "arch" / "x86" / "boot" / "bzImage", stage / "bzImage")
         shutil.copy2(obj / ".config", stage / "config")
         if modules:
-            run(make_argv(tree, obj, plan.toolchain, 1, "modules_install",
-                          f"INSTALL_MOD_PATH={stage / 'modroot'}")[3:], env=env)
+            run(make_argv(tree, obj, plan.toolchain, jobs, "modules_install",
+                          f"INSTALL_MOD_PATH={stage / 'modroot'}"), env=env)
         meta: dict[str, Any] = {
             "key": plan.key,
             "dirkey": plan.dirkey,
