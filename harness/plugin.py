@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from . import console
 from .errors import BootError, KmatrixError, VMLostError
 from .guest.markers import REQUIRES_HELP, skip_unsupported
 from .results import CaseResult, Status
 from .session import SessionState, state_key
+from .verdict import Phases, interpret
 
 KERNEL_FIXTURE = "kmatrix_kernel"
 DEFAULT_CASE_TIMEOUT = 180.0
@@ -50,6 +50,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--case-timeout", type=float, default=DEFAULT_CASE_TIMEOUT,
                     help="per-case timeout in the guest, seconds (default 180); a case may "
                          "set its own with @pytest.mark.case_timeout(N)")
+    group.addoption("--watchdog-grace", type=float, default=60.0,
+                    help="host watchdog: seconds past a case's timeout before the guest "
+                         "counts as hung and the VM is restarted (default 60)")
     group.addoption("--results-dir", default=None,
                     help="where console logs, JUnit XML and the matrix go "
                          "(default results/<date-time>)")
@@ -84,6 +87,7 @@ def _is_case(config: pytest.Config, path: Path) -> bool:
     return state is not None and state.is_case_path(path)
 
 
+@pytest.hookimpl(trylast=True)  # after @parametrize marks: the kernel id comes last
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if in_guest() or not _is_case(metafunc.config, metafunc.definition.path):
         return
@@ -128,9 +132,8 @@ class GuestItem(pytest.Item):
         self.label = label
         self.guest_nodeid = guest_nodeid
         self.timeout = timeout
-        self._verdict: dict[str, Any] | None = None
-        self._call_error: GuestFailure | None = None
-        self._teardown_error: GuestFailure | None = None
+        self._phases = Phases()
+        self._crash: GuestFailure | None = None
 
     @property
     def state(self) -> SessionState:
@@ -149,55 +152,28 @@ class GuestItem(pytest.Item):
             verdict = vm.run_case(self.guest_nodeid, self.timeout)
         except VMLostError as exc:
             self.user_properties.append(("kmatrix_status", "crash"))
-            self._call_error = GuestFailure(_crash_text(exc, vm.console_log), Status.CRASH)
+            self._crash = GuestFailure(_crash_text(exc, vm.console_log), Status.CRASH)
             return
-        self._verdict = verdict
         self.user_properties.append(("kmatrix_guest_s", f"{verdict.get('duration', 0):.3f}"))
-        reports = {r["when"]: r for r in verdict.get("reports", [])}
-        problems = console.find_problems(verdict.get("dmesg", []))
-        kernel_text = "\n\n".join(p.text for p in problems)
-        if verdict.get("timed_out"):
-            self._call_error = GuestFailure(
-                f"case timed out after {self.timeout:.0f}s in the guest; the agent killed it."
-                f"\nPython stacks at the timeout:\n{verdict.get('traceback', '')}")
-            return
-        if not reports:
-            errors = "\n".join(verdict.get("collect_errors", []))
-            raise GuestFailure(
-                f"the guest ran no test for {self.guest_nodeid} (pytest exit "
-                f"{verdict.get('exit')}):\n{errors}\n{verdict.get('output', '')}", Status.ERROR)
-        setup = reports.get("setup", {})
-        if problems:
-            self._call_error = GuestFailure(
-                "the kernel reported problems during this case:\n" + kernel_text)
-        if setup.get("outcome") == "skipped":
-            if self._call_error is None:
-                pytest.skip(setup.get("longrepr", ""))
-            return
-        if setup.get("outcome") == "failed":
-            raise GuestFailure("error in guest setup:\n" + setup.get("longrepr", ""),
-                               Status.ERROR)
-        call = reports.get("call", {})
-        if call.get("outcome") == "failed" and self._call_error is None:
-            self._call_error = GuestFailure(call.get("longrepr", ""))
-        elif call.get("outcome") == "skipped" and self._call_error is None:
-            self._call_error = None
-            self._skip_reason = call.get("longrepr", "")
-        teardown = reports.get("teardown", {})
-        if teardown.get("outcome") == "failed":
-            self._teardown_error = GuestFailure(
-                "error in guest teardown:\n" + teardown.get("longrepr", ""), Status.ERROR)
+        self._phases = interpret(verdict, self.guest_nodeid, self.timeout)
+        if self._phases.setup_error is not None:
+            raise GuestFailure(self._phases.setup_error, Status.ERROR)
+        if self._phases.setup_skip is not None:
+            pytest.skip(self._phases.setup_skip)
 
     def runtest(self) -> None:
-        if self._call_error is not None:
-            raise self._call_error
-        reason = getattr(self, "_skip_reason", None)
-        if reason is not None:
-            pytest.skip(reason)
+        if self._crash is not None:
+            raise self._crash
+        if self._phases.call_error is not None:
+            raise GuestFailure(self._phases.call_error)
+        if self._phases.call_skip is not None:
+            pytest.skip(self._phases.call_skip)
 
     def teardown(self) -> None:
-        if self._teardown_error is not None:
-            raise self._teardown_error
+        phases, self._phases = self._phases, Phases()
+        self._crash = None
+        if phases.teardown_error is not None:
+            raise GuestFailure(phases.teardown_error, Status.ERROR)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str:

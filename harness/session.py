@@ -40,6 +40,7 @@ class VMPool:
         self._accels: dict[str, accel_mod.Accel] = {}
         self._boot_errors: dict[str, BootError] = {}
         self._boots: dict[str, int] = {}
+        self._objects_built = False
 
     def console_log(self, label: str) -> Path:
         suffix = f"-{self.worker}" if self.worker != "main" else ""
@@ -57,6 +58,9 @@ class VMPool:
             raise BootError(f"{err} (not retried: this kernel already failed to boot)",
                             err.console_tail, err.hint)
         kernel = self.kernels[label]
+        if not self._objects_built:
+            build_bpf_objects()
+            self._objects_built = True
         if label not in self._accels:
             self._accels[label] = accel_mod.choose(self.accel_request, kernel.image)
         vm = GuestVM(kernel, self._accels[label], self.console_log(label), self.options)
@@ -123,7 +127,8 @@ class SessionState:
         worker = getattr(config, "workerinput", {}).get("workerid", "main")
         options = VMOptions(cpus=config.getoption("vm_cpus"),
                             memory=config.getoption("vm_memory"),
-                            boot_timeout=config.getoption("boot_timeout"))
+                            boot_timeout=config.getoption("boot_timeout"),
+                            watchdog_grace=config.getoption("watchdog_grace"))
         pool = VMPool(kernels, config.getoption("accel"), options, results_dir, worker)
         state = cls(kernels, [d.resolve() for d in dirs], config.getoption("case_timeout"),
                     results_dir, pool)
@@ -132,8 +137,6 @@ class SessionState:
             info.spec, info.origin = k.spec, k.origin
             info.package_version = k.properties.get("package_version", k.version or "")
             info.release = k.release or ""
-        if kernels and not hasattr(config, "workerinput"):
-            _build_bpf_objects()
         return state
 
     @staticmethod
@@ -175,16 +178,11 @@ class SessionState:
         return write_all(self.results, self.results_dir)
 
 
-def _build_bpf_objects() -> None:
-    """Compile bpf/*.bpf.c on the host before any VM boots (cached; the guest only loads)."""
-    try:
-        from . import bpfobj
-    except ImportError:
-        return
-    try:
-        bpfobj.build_all()
-    except KmatrixError as exc:
-        raise pytest.UsageError(f"kmatrix: building BPF objects: {exc.describe()}") from exc
+def build_bpf_objects() -> None:
+    """Compile bpf/*.bpf.c on the host before a VM boots (cached; the guest only loads)."""
+    from . import bpfobj
+
+    bpfobj.build_all()
 
 
 state_key = pytest.StashKey[SessionState]()

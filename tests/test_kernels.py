@@ -1,0 +1,56 @@
+"""Kernel spec errors: clear, typed, fast; bootable-image detection."""
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import KernelSpecError
+from harness.kernels import is_bootable_image, resolve
+
+
+def fake_bzimage(path: Path) -> Path:
+    data = bytearray(0x400)
+    data[0x202:0x206] = b"HdrS"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_nonexistent_path() -> None:
+    with pytest.raises(KernelSpecError, match="no such file"):
+        resolve("/nonexistent")
+
+
+def test_not_a_kernel(tmp_path: Path) -> None:
+    bogus = tmp_path / "vmlinuz"
+    bogus.write_text("not a kernel\n")
+    with pytest.raises(KernelSpecError, match="not a bootable x86 kernel image"):
+        resolve(str(bogus))
+
+
+def test_bad_series() -> None:
+    with pytest.raises(KernelSpecError, match="bad Debian kernel series"):
+        resolve("debian:latest")
+
+
+def test_unknown_scheme() -> None:
+    with pytest.raises(KernelSpecError, match="unknown kernel spec"):
+        resolve("fedora:40")
+
+
+def test_image_and_tree(tmp_path: Path) -> None:
+    img = fake_bzimage(tmp_path / "bzImage")
+    assert is_bootable_image(img)
+    k = resolve(str(img))
+    assert k.image == img.resolve() and k.label == "bzImage"
+    tree = tmp_path / "linux"
+    (tree / "arch/x86/boot").mkdir(parents=True)
+    fake_bzimage(tree / "arch/x86/boot/bzImage")
+    assert resolve(str(tree)).image == (tree / "arch/x86/boot/bzImage").resolve()
+
+
+def test_extracted_7x_layout(tmp_path: Path) -> None:
+    mod = tmp_path / "usr/lib/modules/7.3.4+deb13-amd64"
+    mod.mkdir(parents=True)
+    fake_bzimage(mod / "vmlinuz")
+    k = resolve(str(tmp_path))
+    assert k.release == "7.3.4+deb13-amd64" and k.label == "7.3.4+deb13-amd64"

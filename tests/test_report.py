@@ -1,0 +1,53 @@
+"""Report writers read the result model only; check their output on a made-up run."""
+
+import xml.etree.ElementTree as ET
+
+from harness.report import junit_xml, markdown_matrix
+from harness.results import CaseResult, KernelInfo, RunResults, Status
+
+
+def sample() -> RunResults:
+    res = RunResults()
+    res.kernels["debian-6.1"] = KernelInfo(
+        "debian-6.1", release="6.1.0-56-amd64", accel="tcg", package_version="6.1.192-2",
+        probes={"tcx": {"supported": False, "detail": "BPF_LINK_CREATE: EINVAL"}},
+        boots={"main-1": 20.0})
+    res.kernels["debian-6.12"] = KernelInfo(
+        "debian-6.12", release="6.12.117", accel="tcg",
+        probes={"tcx": {"supported": True, "detail": "ok"}}, boots={"main-1": 21.0})
+    res.add(CaseResult("cases/test_tcx.py::test_a[debian-6.1]", "debian-6.1", "tcx",
+                       Status.SKIP, message="probe tcx: unsupported: EINVAL"))
+    res.add(CaseResult("cases/test_tcx.py::test_a[debian-6.12]", "debian-6.12", "tcx",
+                       Status.PASS, duration=1.5))
+    res.add(CaseResult("cases/test_tcx.py::test_b[debian-6.12]", "debian-6.12", "tcx",
+                       Status.CRASH, message="the guest died", details="Kernel panic"))
+    return res
+
+
+def test_junit_properties_and_outcomes() -> None:
+    root = ET.fromstring(junit_xml(sample()))
+    suites = {s.get("name"): s for s in root.iter("testsuite")}
+    s61 = suites["kmatrix.debian-6.1"]
+    props = {p.get("name"): p.get("value") for p in s61.iter("property")}
+    assert props["kernel.release"] == "6.1.0-56-amd64"
+    assert props["kernel.package_version"] == "6.1.192-2"
+    assert props["accelerator"] == "tcg"
+    assert props["probe.tcx"].startswith("unsupported: BPF_LINK_CREATE: EINVAL")
+    s612 = suites["kmatrix.debian-6.12"]
+    cases = {c.get("name"): c for c in s612.iter("testcase")}
+    assert cases["test_b[debian-6.12]"].find("failure").get("type") == "kernel-crash"
+    assert cases["test_a[debian-6.12]"].find("failure") is None
+    assert s61.find("testcase").find("skipped") is not None
+
+
+def test_markdown_matrix() -> None:
+    md = markdown_matrix(sample())
+    assert "| tcx | 1 skip | 1 pass, 1 crash |" in md
+    assert "| tcx | no (BPF_LINK_CREATE: EINVAL) | yes |" in md
+    assert "`cases/test_tcx.py::test_b[debian-6.12]` crash" in md
+
+
+def test_json_round_trip() -> None:
+    res = sample()
+    again = RunResults.from_json(res.to_json())
+    assert again.to_json() == res.to_json()

@@ -1,0 +1,67 @@
+"""Mapping guest verdicts to host phases, on verdicts shaped as the agent sends them."""
+
+from harness.verdict import interpret
+
+WARN = ["------------[ cut here ]------------",
+        "WARNING: CPU: 0 PID: 77 at net/core/filter.c:1234 bpf_foo+0x1a/0x30",
+        "Call Trace:", "---[ end trace 0000000000000000 ]---"]
+
+
+def rep(when: str, outcome: str, longrepr: str = "") -> dict[str, object]:
+    return {"when": when, "outcome": outcome, "longrepr": longrepr, "duration": 0.1,
+            "sections": []}
+
+
+def test_pass() -> None:
+    v = {"reports": [rep("setup", "passed"), rep("call", "passed"), rep("teardown", "passed")]}
+    p = interpret(v, "x", 10)
+    assert (p.setup_error, p.setup_skip, p.call_error, p.call_skip, p.teardown_error) == (
+        None, None, None, None, None)
+
+
+def test_warn_fails_a_passing_case() -> None:
+    v = {"reports": [rep("setup", "passed"), rep("call", "passed"), rep("teardown", "passed")],
+         "dmesg": ["random: crng init done", *WARN]}
+    p = interpret(v, "x", 10)
+    assert p.call_error is not None and "WARNING: CPU: 0 PID: 77" in p.call_error
+
+
+def test_warn_during_a_skipped_case_still_fails() -> None:
+    v = {"reports": [rep("setup", "skipped", "probe tcx: unsupported"),
+                     rep("teardown", "passed")], "dmesg": WARN}
+    p = interpret(v, "x", 10)
+    assert p.setup_skip is None and p.call_error is not None
+
+
+def test_probe_skip() -> None:
+    v = {"reports": [rep("setup", "skipped", "probe tcx: unsupported: EINVAL"),
+                     rep("teardown", "passed")]}
+    assert interpret(v, "x", 10).setup_skip == "probe tcx: unsupported: EINVAL"
+
+
+def test_failure_and_teardown_error() -> None:
+    v = {"reports": [rep("setup", "passed"), rep("call", "failed", "assert 1 == 2"),
+                     rep("teardown", "failed", "ENODEV? no: EBUSY")]}
+    p = interpret(v, "x", 10)
+    assert p.call_error == "assert 1 == 2"
+    assert p.teardown_error is not None and "EBUSY" in p.teardown_error
+
+
+def test_setup_error() -> None:
+    v = {"reports": [rep("setup", "failed", "ValueError: unknown feature"),
+                     rep("teardown", "passed")]}
+    p = interpret(v, "x", 10)
+    assert p.setup_error is not None and "unknown feature" in p.setup_error
+
+
+def test_timeout_carries_stacks() -> None:
+    v = {"timed_out": True, "traceback": 'File "cases/test_x.py", line 3 in test_x'}
+    p = interpret(v, "x", 20)
+    assert p.call_error is not None
+    assert "timed out after 20s" in p.call_error and "test_x.py" in p.call_error
+
+
+def test_no_reports_is_an_error_with_output() -> None:
+    v = {"exit": 4, "collect_errors": [], "output": "ERROR: not found: cases/test_x.py::nope"}
+    p = interpret(v, "cases/test_x.py::nope", 10)
+    assert p.setup_error is not None and "not found" in p.setup_error
