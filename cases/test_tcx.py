@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from harness.bpfobj import object_path
 from harness.guest import libbpf as lb
 from harness.guest.fixtures import VethPair, run_in_netns, wait_until
 from harness.guest.libbpf import (
@@ -180,21 +181,46 @@ def target(request: pytest.FixtureRequest) -> int:
     return DIRECTIONS[request.param]
 
 
-def _load_chain(bpf_object: Callable[..., BpfObject], target: int) -> BpfObject:
-    def prepare(obj: BpfObject) -> None:
-        for prog in obj.programs.values():
-            if prog.type == lb.ProgType.SCHED_CLS:
-                prog.set_expected_attach_type(target)
+class ChainObjects:
+    """tcx_chain loaded once per attach type for the whole module (a load costs seconds
+    under TCG); tests reset its maps and close their links, so they stay independent."""
 
-    obj = bpf_object("tcx_chain", prepare=prepare)
-    obj.map("cfg").update(0, TEST_PORT)
-    return obj
+    def __init__(self) -> None:
+        self._objs: dict[int, BpfObject] = {}
+
+    def __call__(self, target: int) -> BpfObject:
+        if target not in self._objs:
+            def prepare(obj: BpfObject) -> None:
+                for prog in obj.programs.values():
+                    if prog.type == lb.ProgType.SCHED_CLS:
+                        prog.set_expected_attach_type(target)
+
+            obj = BpfObject(object_path("tcx_chain"), prepare=prepare)
+            obj.map("cfg").update(0, TEST_PORT)
+            self._objs[target] = obj
+        obj = self._objs[target]
+        obj.map("hits").zero()
+        obj.map("trace").zero()
+        return obj
+
+    def close(self) -> None:
+        for obj in self._objs.values():
+            obj.close()
+
+
+@pytest.fixture(scope="module")
+def chain_objects() -> Iterator[ChainObjects]:
+    objects = ChainObjects()
+    try:
+        yield objects
+    finally:
+        objects.close()
 
 
 @pytest.fixture
-def chain(bpf_object: Callable[..., BpfObject], netns: str, target: int) -> Iterator[Chain]:
-    """tcx_chain loaded for `target`; the test runs inside the fresh namespace `netns`."""
-    obj = _load_chain(bpf_object, target)
+def chain(chain_objects: ChainObjects, netns: str, target: int) -> Iterator[Chain]:
+    """tcx_chain for `target`; the test runs inside the fresh namespace `netns`."""
+    obj = chain_objects(target)
     with run_in_netns(netns):
         c = Chain(obj, target, netns)
         assert c.count() == 0 and c.count(OTHER[target]) == 0
@@ -234,11 +260,11 @@ def test_attach(chain: Chain) -> None:
     assert chain.hits() == {}
 
 
-def test_ingress_and_egress(bpf_object: Callable[..., BpfObject], netns: str) -> None:
+def test_ingress_and_egress(chain_objects: ChainObjects, netns: str) -> None:
     """tc1 at ingress and tc2 at egress of lo: a datagram to 127.0.0.1 leaves through the
-    egress hook and comes back through the ingress hook, in that order."""
-    ing = _load_chain(bpf_object, BPF_TCX_INGRESS)
-    egr = _load_chain(bpf_object, BPF_TCX_EGRESS)
+    egress hook and comes back through the ingress hook, each counted once per datagram."""
+    ing = chain_objects(BPF_TCX_INGRESS)
+    egr = chain_objects(BPF_TCX_EGRESS)
     with run_in_netns(netns):
         c = Chain(ing, BPF_TCX_INGRESS, netns)
         with ing.program("tc1").attach_tcx(LO) as l1, egr.program("tc2").attach_tcx(LO) as l2:
@@ -248,8 +274,6 @@ def test_ingress_and_egress(bpf_object: Callable[..., BpfObject], netns: str) ->
             assert (qe.count, qe.prog_ids, qe.link_ids) == (1, [egr.program("tc2").id],
                                                              [l2.info().id])
             assert l1.info().id != l2.info().id
-            for obj in (ing, egr):
-                obj.map("hits").zero()
             assert c.send(4) == 4
             assert Chain(ing, BPF_TCX_INGRESS, netns).hits() == {1: 4}
             assert Chain(egr, BPF_TCX_EGRESS, netns).hits() == {2: 4}
