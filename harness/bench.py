@@ -43,7 +43,7 @@ def run_boot_bench(spec: str, cases: int = 10, accel: str = "auto",
     print(f"plain `vng --exec true` boot: {plain:.1f}s")
     with tempfile.TemporaryDirectory(prefix="kmatrix-bench-") as tmp:
         t0 = time.monotonic()
-        with GuestVM(kernel, acc, Path(tmp) / "console.log") as vm:
+        with GuestVM(kernel, acc, Path(tmp) / "console.log", [NOOP_CASE]) as vm:
             first = vm.run_case(NOOP_CASE, 300)
             boot_to_first = time.monotonic() - t0
             assert vm.info is not None
@@ -71,7 +71,8 @@ def run_boot_bench(spec: str, cases: int = 10, accel: str = "auto",
     }
     g = info.guest
     print(f"boot to ready:              {info.boot_s:.1f}s (guest uptime {g.get('uptime', 0):.1f}s,"
-          f" agent imports {g.get('import_s', 0):.1f}s, probes {g.get('probe_s', 0):.1f}s)")
+          f" agent imports {g.get('import_s', 0):.1f}s, probes {g.get('probe_s', 0):.1f}s,"
+          f" collection {g.get('collect_s', 0):.1f}s)")
     print(f"boot to first case verdict: {boot_to_first:.1f}s"
           f" = {figures['boot_to_first_case_ratio']:.2f} x plain boot")
     print(f"per-case overhead (no-op):  {mean:.2f}s +- {figures['per_case_stdev_s']:.2f}"

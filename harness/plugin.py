@@ -228,6 +228,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         gi.keywords.update(item.keywords)
         gi.extra_keyword_matches.update(item.extra_keyword_matches)
         out.append(gi)
+        state.pool.nodeids.setdefault(label, []).append(guest_id)
     # kernel by kernel: one boot per kernel serves all of its cases
     order = {k.label: i for i, k in enumerate(state.kernels)}
     out.sort(key=lambda it: order.get(getattr(it, "label", ""), -1))

@@ -40,6 +40,8 @@ class VMPool:
         self._accels: dict[str, accel_mod.Accel] = {}
         self._boot_errors: dict[str, BootError] = {}
         self._boots: dict[str, int] = {}
+        #: label -> guest node ids this process will run on that kernel
+        self.nodeids: dict[str, list[str]] = {}
         self._objects_built = False
 
     def console_log(self, label: str) -> Path:
@@ -63,7 +65,8 @@ class VMPool:
             self._objects_built = True
         if label not in self._accels:
             self._accels[label] = accel_mod.choose(self.accel_request, kernel.image)
-        vm = GuestVM(kernel, self._accels[label], self.console_log(label), self.options)
+        vm = GuestVM(kernel, self._accels[label], self.console_log(label),
+                     self.nodeids.get(label, []), self.options)
         try:
             vm.start()
         except BootError as exc:

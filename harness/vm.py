@@ -62,9 +62,11 @@ class BootInfo:
 class GuestVM:
     """A booted kernel with the agent waiting for cases."""
 
-    def __init__(self, kernel: Kernel, accel: Accel, console_log: Path,
+    def __init__(self, kernel: Kernel, accel: Accel, console_log: Path, nodeids: list[str],
                  options: VMOptions | None = None) -> None:
         self.kernel = kernel
+        #: the guest node ids this VM may be asked to run: collected once at boot
+        self.nodeids = nodeids
         self.accel = accel
         self.console_log = console_log
         self.options = options or VMOptions()
@@ -76,6 +78,7 @@ class GuestVM:
         self._pending: list[Message] = []
         self._next_id = 0
         self._console_start = 0
+        self.collect_errors: list[str] = []
         self._copier: threading.Thread | None = None
         self.alive = False
 
@@ -141,15 +144,22 @@ class GuestVM:
                     self._conn, _ = listener.accept()
                 except TimeoutError:
                     continue
-            ready = self._recv(deadline, boot=True)
+            hello = self._recv(deadline, boot=True)
+            if hello.get("op") != "hello":
+                raise BootError(f"{self.kernel.label}: unexpected first message {hello!r}")
+            t_hello = time.monotonic()
+            self._conn.sendall(encode({"op": "collect", "nodeids": self.nodeids}))
+            collected = self._recv(deadline, boot=True)
         finally:
             listener.close()
-        if ready.get("op") != "ready":
-            raise BootError(f"{self.kernel.label}: unexpected first message {ready!r}")
+        if collected.get("op") != "collected":
+            raise BootError(f"{self.kernel.label}: unexpected message {collected!r}")
         self.info = BootInfo(
-            release=str(ready["release"]), probes=dict(ready["probes"]),
+            release=str(hello["release"]), probes=dict(hello["probes"]),
             boot_s=time.monotonic() - t0,
-            guest={k: float(ready[k]) for k in ("uptime", "import_s", "probe_s")})
+            guest={**{k: float(hello[k]) for k in ("uptime", "import_s", "probe_s")},
+                   "collect_s": time.monotonic() - t_hello})
+        self.collect_errors = [str(e) for e in collected.get("errors", [])]
         self.alive = True
         log.info("%s ready in %.1fs (%s)", self.kernel.label, self.info.boot_s,
                  self.info.release)

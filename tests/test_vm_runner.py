@@ -21,6 +21,7 @@ pytestmark = pytest.mark.vm
 def kmatrix_run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     results = tmp_path / "results"
     argv = [sys.executable, "-m", "harness.cli", "run", "--no-cache", "--kernel", KERNEL,
+            "--boot-timeout", "900",
             "--results-dir", str(results), *args]
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=1800)
     print(proc.stdout[-6000:], proc.stderr[-3000:])

@@ -1,10 +1,16 @@
 """The guest agent: started by `vng --exec`, serves case runs over the control port.
 
-It pre-imports pytest and the harness, runs the feature probes once, says "ready", then for
-each request forks a child that runs one pytest node id in-process. The child's verdict
-comes back through a pipe; the agent enforces the case timeout (SIGUSR1 for a traceback,
-then SIGKILL of the child's process group) and attaches the kernel messages (/dev/kmsg)
-that appeared during the case, so the host can fail a case whose kernel WARNed.
+1. It imports pytest and the harness, runs the feature probes once and says "hello" (with
+   the kernel release and the probe results).
+2. The host answers with the node ids it will ask for on this kernel; the agent collects
+   them in one pytest session (imports, assertion rewriting and collection happen once).
+3. For each "run" request it forks: the child runs that one collected item through
+   pytest's own runtest protocol (fixtures, markers, capture as in any pytest run) and
+   sends its reports back through a pipe. The fork isolates cases from each other and lets
+   the agent enforce the case timeout (SIGUSR1 for Python stacks, then SIGKILL of the
+   child's process group) while staying alive. The kernel messages (/dev/kmsg) that
+   appeared during the case go back with the verdict, so the host can fail a case whose
+   kernel WARNed.
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..protocol import PORT_NAME, LineBuffer, Message, encode
 
 _TRACEBACK_SIGNAL = signal.SIGUSR1
+#: seconds of EOF on the control port after which the host is taken to be gone
+_HOST_GONE_AFTER = 10.0
 
 
 def find_port(name: str = PORT_NAME) -> Path:
@@ -36,7 +45,7 @@ def find_port(name: str = PORT_NAME) -> Path:
 
 
 class Kmsg:
-    """Kernel log records that appear after `mark()`, read from /dev/kmsg."""
+    """Kernel log records that appear after the last `drain()`, read from /dev/kmsg."""
 
     def __init__(self) -> None:
         self._fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
@@ -58,32 +67,49 @@ class Kmsg:
             out.append(kmsg_message(rec.decode(errors="replace")))
 
 
-class Collector:
-    """A pytest plugin object that keeps every report of the run as plain data."""
+class Channel:
+    """JSON lines over the virtio-serial control port."""
 
-    def __init__(self) -> None:
-        self.reports: list[dict[str, Any]] = []
-        self.collect_errors: list[str] = []
+    def __init__(self, port: Path) -> None:
+        self.fd = os.open(port, os.O_RDWR)
+        self.buf = LineBuffer()
 
-    def pytest_runtest_logreport(self, report: Any) -> None:
-        reason = ""
-        if report.skipped and isinstance(report.longrepr, tuple):
-            reason = str(report.longrepr[2])
-        self.reports.append({
-            "when": report.when,
-            "outcome": report.outcome,
-            "longrepr": "" if report.passed else (reason or report.longreprtext),
-            "duration": report.duration,
-            "sections": [[k, v] for k, v in report.sections],
-        })
+    def send(self, msg: Message) -> None:
+        data = encode(msg)
+        while data:
+            n = os.write(self.fd, data)
+            data = data[n:]
 
-    def pytest_collectreport(self, report: Any) -> None:
-        if report.failed:
-            self.collect_errors.append(report.longreprtext)
+    def messages(self) -> Iterator[Message]:
+        eof_since: float | None = None
+        while True:
+            data = os.read(self.fd, 65536)
+            if not data:  # host side not connected (yet, or any more)
+                now = time.monotonic()
+                eof_since = eof_since or now
+                if now - eof_since > _HOST_GONE_AFTER:
+                    return
+                time.sleep(0.1)
+                continue
+            eof_since = None
+            yield from self.buf.feed(data)
 
 
-def _child(nodeid: str, write_fd: int, trace_path: str, out_path: str) -> None:
-    """Runs in the forked child: one pytest node, verdict as JSON to write_fd."""
+def serialize_report(report: Any) -> dict[str, Any]:
+    reason = ""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2])
+    return {
+        "when": report.when,
+        "outcome": report.outcome,
+        "longrepr": "" if report.passed else (reason or report.longreprtext),
+        "duration": report.duration,
+        "sections": [[k, v] for k, v in report.sections],
+    }
+
+
+def _child(item: Any, write_fd: int, trace_path: str, out_path: str) -> None:
+    """Runs in the forked child: one collected item, its reports as JSON to write_fd."""
     os.setpgid(0, 0)  # so a timeout kills the tools the case started too
     trace = open(trace_path, "w")  # noqa: SIM115 - lives until _exit
     faulthandler.register(_TRACEBACK_SIGNAL, file=trace, all_threads=True)
@@ -92,18 +118,12 @@ def _child(nodeid: str, write_fd: int, trace_path: str, out_path: str) -> None:
     os.dup2(out, 2)
     payload: dict[str, Any]
     try:
-        import pytest
+        from _pytest.runner import runtestprotocol
 
-        collector = Collector()
-        code = pytest.main(
-            ["-p", "no:cacheprovider", "-q", "--tb=long", "-o", "addopts=",
-             "-p", "no:xdist", nodeid],
-            plugins=[collector],
-        )
-        payload = {"exit": int(code), "reports": collector.reports,
-                   "collect_errors": collector.collect_errors}
-    except BaseException as exc:  # report anything, including SystemExit from pytest
-        payload = {"exit": -1, "reports": [], "collect_errors": [f"agent child: {exc!r}"]}
+        reports = runtestprotocol(item, log=False, nextitem=None)
+        payload = {"reports": [serialize_report(r) for r in reports]}
+    except BaseException as exc:  # report anything, including SystemExit
+        payload = {"reports": [], "collect_errors": [f"agent child: {exc!r}"]}
     data = json.dumps(payload).encode()
     while data:
         n = os.write(write_fd, data)
@@ -111,17 +131,20 @@ def _child(nodeid: str, write_fd: int, trace_path: str, out_path: str) -> None:
     os._exit(0)
 
 
-def run_case(nodeid: str, timeout: float) -> dict[str, Any]:
+def run_item(item: Any, timeout: float) -> dict[str, Any]:
+    """Fork, run `item` in the child, enforce `timeout`; the verdict as plain data."""
     read_fd, write_fd = os.pipe()
-    trace = tempfile.NamedTemporaryFile(prefix="kmatrix-trace-", delete=False)  # noqa: SIM115
-    trace.close()
-    output = tempfile.NamedTemporaryFile(prefix="kmatrix-out-", delete=False)  # noqa: SIM115
-    output.close()
+    files = []
+    for prefix in ("kmatrix-trace-", "kmatrix-out-"):
+        f = tempfile.NamedTemporaryFile(prefix=prefix, delete=False)  # noqa: SIM115
+        f.close()
+        files.append(f.name)
+    trace_path, out_path = files
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
-        _child(nodeid, write_fd, trace.name, output.name)
+        _child(item, write_fd, trace_path, out_path)
     os.close(write_fd)
     chunks: list[bytes] = []
     timed_out = False
@@ -142,18 +165,17 @@ def run_case(nodeid: str, timeout: float) -> dict[str, Any]:
         try:
             os.kill(pid, _TRACEBACK_SIGNAL)
             time.sleep(1.0)
-            traceback = Path(trace.name).read_text(errors="replace")
+            traceback = Path(trace_path).read_text(errors="replace")
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     os.waitpid(pid, 0)
     os.close(read_fd)
-    os.unlink(trace.name)
-    # pytest's own terminal output: only interesting when the run produced no verdict
-    session_output = Path(output.name).read_text(errors="replace")[-8000:]
-    os.unlink(output.name)
+    output = Path(out_path).read_text(errors="replace")[-8000:]
+    for path in files:
+        os.unlink(path)
     result: dict[str, Any] = {"duration": time.monotonic() - start, "timed_out": timed_out,
-                              "traceback": traceback, "output": session_output}
+                              "traceback": traceback, "output": output}
     if chunks and not timed_out:
         try:
             result.update(json.loads(b"".join(chunks)))
@@ -164,35 +186,48 @@ def run_case(nodeid: str, timeout: float) -> dict[str, Any]:
     return result
 
 
-class Agent:
-    def __init__(self, port: Path) -> None:
-        self.fd = os.open(port, os.O_RDWR)
-        self.buf = LineBuffer()
+class AgentLoop:
+    """pytest plugin for the agent's one session: after collection, serve run requests
+    instead of running the items in order."""
 
-    def send(self, msg: Message) -> None:
-        data = encode(msg)
-        while data:
-            n = os.write(self.fd, data)
-            data = data[n:]
+    def __init__(self, channel: Channel, kmsg: Kmsg, messages: Iterator[Message]) -> None:
+        self.channel = channel
+        self.kmsg = kmsg
+        self.messages = messages
+        self.items: dict[str, Any] = {}
+        self.collect_errors: list[str] = []
 
-    def messages(self) -> Any:
-        while True:
-            data = os.read(self.fd, 65536)
-            if not data:
-                time.sleep(0.05)  # host side not connected yet / closed
-                continue
-            yield from self.buf.feed(data)
+    def pytest_collectreport(self, report: Any) -> None:
+        if report.failed:
+            self.collect_errors.append(f"{report.nodeid}: {report.longreprtext}")
 
+    def pytest_collection_finish(self, session: Any) -> None:
+        self.items = {item.nodeid: item for item in session.items}
 
-def _prewarm() -> None:
-    """Import what every case needs once, so each forked case starts warm."""
-    import importlib
+    def pytest_runtestloop(self, session: Any) -> bool:
+        self.channel.send({"op": "collected", "count": len(self.items),
+                           "errors": self.collect_errors})
+        for msg in self.messages:
+            op = msg.get("op")
+            if op == "shutdown":
+                break
+            if op == "run":
+                self.channel.send({"op": "result", "id": msg["id"], **self.run(msg)})
+            elif op == "ping":
+                self.channel.send({"op": "pong", "id": msg.get("id")})
+        return True
 
-    for name in ("pytest", "harness.plugin", "harness.guest.fixtures", "pyroute2"):
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:  # the case that needs it will report the error itself
-            print(f"kmatrix agent: prewarm {name}: {exc}", file=sys.stderr)
+    def run(self, msg: Message) -> dict[str, Any]:
+        nodeid = str(msg["nodeid"])
+        item = self.items.get(nodeid)
+        if item is None:
+            errors = "\n".join(self.collect_errors)
+            return {"reports": [], "collect_errors": [
+                f"{nodeid} was not collected in the guest session\n{errors}"]}
+        self.kmsg.drain()
+        result = run_item(item, float(msg.get("timeout", 120)))
+        result["dmesg"] = self.kmsg.drain()
+        return result
 
 
 def _run_probes() -> dict[str, dict[str, Any]]:
@@ -207,28 +242,27 @@ def _run_probes() -> dict[str, dict[str, Any]]:
 
 def main() -> int:
     t0 = time.monotonic()
-    agent = Agent(find_port())
+    channel = Channel(find_port())
     os.environ["KMATRIX_GUEST"] = "1"
-    _prewarm()
+    import pytest
+
+    import harness.plugin  # noqa: F401  (guest side of the plugin, with its imports)
+
     t_import = time.monotonic()
     probes = _run_probes()
-    kmsg = Kmsg()
     uptime = float(Path("/proc/uptime").read_text().split()[0])
-    agent.send({"op": "ready", "release": os.uname().release, "probes": probes,
-                "uptime": uptime, "import_s": t_import - t0,
-                "probe_s": time.monotonic() - t_import, "python": sys.version.split()[0]})
-    for msg in agent.messages():
-        op = msg.get("op")
-        if op == "shutdown":
-            agent.send({"op": "bye"})
+    channel.send({"op": "hello", "release": os.uname().release, "probes": probes,
+                  "uptime": uptime, "import_s": t_import - t0,
+                  "probe_s": time.monotonic() - t_import, "python": sys.version.split()[0]})
+    messages = channel.messages()
+    for msg in messages:
+        if msg.get("op") == "shutdown":
             return 0
-        if op == "run":
-            kmsg.drain()
-            result = run_case(msg["nodeid"], float(msg.get("timeout", 120)))
-            result["dmesg"] = kmsg.drain()
-            agent.send({"op": "result", "id": msg["id"], **result})
-        elif op == "ping":
-            agent.send({"op": "pong", "id": msg.get("id")})
+        if msg.get("op") == "collect":
+            loop = AgentLoop(channel, Kmsg(), messages)
+            pytest.main(["-p", "no:cacheprovider", "-q", "--tb=long", "-o", "addopts=",
+                         "-p", "no:xdist", *msg["nodeids"]], plugins=[loop])
+            return 0
     return 0
 
 
