@@ -1,0 +1,280 @@
+"""Sockmap/sockhash redirect matrix: {sockmap, sockhash} x {sk_msg, sk_skb} x {egress,
+ingress} x every ordered pair of socket kinds (same kind and cross kind).
+
+Modelled on the kernel selftest tools/testing/selftests/bpf/prog_tests/sockmap_redir.c
+(bpf/sockmap_redir.bpf.c is its program): two connected pairs, ``in`` = (in0, in1) and
+``out`` = (out0, out1). in0 sits in the "in" map that carries the verdict program, out0 in
+the "out" map the program redirects to (key 0).
+
+- sk_msg to egress:  send on in0 -> program on in0's sendmsg -> out0 egress -> read out1
+- sk_msg to ingress: send on in0 -> program on in0's sendmsg -> out0 ingress -> read out0
+- sk_skb to egress:  send on in1 -> program on in0's receive -> out0 egress -> read out1
+- sk_skb to ingress: send on in1 -> program on in0's receive -> out0 ingress -> read out0
+
+What the kernel specifies (net/core/sock_map.c, net/core/skmsg.c, net/ipv4/tcp_bpf.c; the
+table of selftests' is_redir_supported()):
+
+- sk_msg runs only on TCP senders (only tcp_bpf hooks sendmsg). From TCP it redirects to
+  the ingress of TCP, UDP and AF_UNIX sockets, and to the egress of TCP only; any other
+  target makes bpf_msg_redirect_{map,hash}() return SK_DROP and the send() fail with
+  EACCES. From a non-TCP sender the program never runs: the bytes reach the original peer.
+- sk_skb (BPF_SK_SKB_VERDICT) runs on every kind's receive path and redirects to the
+  egress of any kind and to the ingress of any kind but vsock; ingress to vsock makes
+  bpf_sk_redirect_{map,hash}() return SK_DROP: the bytes are dropped.
+- A kernel may refuse a non-TCP socket at map insert (BPF_MAP_UPDATE_ELEM): EOPNOTSUPP
+  from sock_map_update_elem_sys() for a socket type it cannot hold (older kernels: AF_UNIX
+  before 5.15, vsock before 6.0/6.3) or EINVAL from sock_map_init_proto() for a protocol
+  without psock_update_sk_prot. That refusal is the pair's verdict on that kernel.
+
+Supported pairs must deliver exactly the bytes sent (several messages, 1 B .. 128 KiB, each
+compared byte for byte) to the right socket and nowhere else; unsupported ones must show
+exactly the failure above. Every case prints one ``VERDICT`` line.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from harness.guest import libbpf as lb
+from harness.guest.fixtures import wait_until
+from harness.guest.libbpf import BpfObject
+from harness.guest.sockets import (
+    KINDS,
+    Kind,
+    assert_nothing_arrives,
+    first_difference,
+    payload,
+    recv_available,
+    recv_exact,
+    send_all,
+    socket_pair,
+    vsock_unavailable,
+)
+
+BPF_F_INGRESS = 1
+SK_DROP, SK_PASS, SEEN_BYTES = 0, 1, 2
+#: message sizes each supported pair carries, in order (capped per sender kind)
+SIZES = (1, 4096, 65536, 131072)
+#: documented refusals of BPF_MAP_UPDATE_ELEM for a socket the map cannot hold
+INSERT_REFUSALS = {errno.EOPNOTSUPP: "sock_map_update_elem_sys: socket type/state not "
+                   "supported", errno.EINVAL: "sock_map_init_proto: no psock_update_sk_prot"}
+IO_TIMEOUT = 20.0
+GRACE = 0.2
+
+
+@dataclass(frozen=True)
+class Mode:
+    prog: str  # "msg" | "skb"
+    direction: str  # "egress" | "ingress"
+
+    @property
+    def ingress(self) -> bool:
+        return self.direction == "ingress"
+
+    @property
+    def id(self) -> str:
+        return f"{self.prog}-{self.direction}"
+
+
+MODES = (Mode("msg", "egress"), Mode("msg", "ingress"), Mode("skb", "egress"),
+         Mode("skb", "ingress"))
+MAPS = {"sockmap": (lb.MapType.SOCKMAP, "nop_map", "sock_map"),
+        "sockhash": (lb.MapType.SOCKHASH, "nop_hash", "sock_hash")}
+
+
+def supported(mode: Mode, src: Kind, dst: Kind) -> bool:
+    """The kernel's redirect support table (selftests' is_redir_supported())."""
+    if mode.prog == "msg":
+        if not src.is_tcp:
+            return False
+        return dst.is_tcp if not mode.ingress else not dst.is_vsock
+    return not (mode.ingress and dst.is_vsock)
+
+
+def _params() -> list[object]:
+    out: list[object] = []
+    for map_name in MAPS:
+        for mode in MODES:
+            for src in KINDS:
+                for dst in KINDS:
+                    marks = [pytest.mark.requires(map_name, "sk_" + mode.prog)]
+                    out.append(pytest.param(map_name, mode, src, dst, marks=marks,
+                                            id=f"{map_name}-{mode.id}-{src.value}-{dst.value}"))
+    return out
+
+
+class Stats:
+    def __init__(self, obj: BpfObject) -> None:
+        self.map = obj.map("redir_stats")
+
+    def zero(self) -> None:
+        for idx in (SK_DROP, SK_PASS, SEEN_BYTES):
+            self.map.update(idx, 0)
+
+    def get(self) -> tuple[int, int, int]:
+        return (self.map.lookup_int(SK_DROP), self.map.lookup_int(SK_PASS),
+                self.map.lookup_int(SEEN_BYTES))
+
+
+def _send_in_thread(sock: socket.socket, data: bytes) -> Callable[[], None]:
+    """Start sending `data` in a thread; the returned join() re-raises its error."""
+    box: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            send_all(sock, data, timeout=IO_TIMEOUT)
+        except BaseException as exc:
+            box.append(exc)
+
+    thread = threading.Thread(target=run, name="sockmap-send")
+    thread.start()
+
+    def join() -> None:
+        thread.join(IO_TIMEOUT + 5)
+        if thread.is_alive():
+            raise TimeoutError("sender thread still blocked in send()")
+        if box:
+            raise box[0]
+
+    return join
+
+
+def _sizes(src: Kind) -> list[int]:
+    return sorted({min(size, src.max_message) for size in SIZES})
+
+
+@pytest.fixture(scope="module")
+def redir_obj() -> Iterator[BpfObject]:
+    """bpf/sockmap_redir.bpf.c, loaded once per module (loading is slow under TCG); each
+    case sets its config, zeroes the counters and attaches/detaches its program."""
+    from harness.bpfobj import object_path
+
+    with BpfObject(object_path("sockmap_redir")) as obj:
+        yield obj
+
+
+@pytest.mark.parametrize(("map_name", "mode", "src", "dst"), _params())
+def test_redirect(redir_obj: BpfObject, map_name: str, mode: Mode, src: Kind,
+                  dst: Kind) -> None:
+    for kind in {src, dst}:
+        if kind.is_vsock and (reason := vsock_unavailable()) is not None:
+            pytest.skip(reason)
+    map_type, in_name, out_name = MAPS[map_name]
+    obj = redir_obj
+    in_map, out_map = obj.map(in_name), obj.map(out_name)
+    obj.map("redir_cfg").update(0, struct.pack("II", map_type,
+                                               BPF_F_INGRESS if mode.ingress else 0))
+    stats = Stats(obj)
+    stats.zero()
+    prog = obj.program("redir_msg" if mode.prog == "msg" else "redir_skb")
+    attach = lb.BPF_SK_MSG_VERDICT if mode.prog == "msg" else lb.BPF_SK_SKB_VERDICT
+    lb.prog_attach(prog, in_map.fd, attach)
+    try:
+        _run_pair(in_map, out_map, stats, mode, src, dst)
+    finally:
+        lb.prog_detach(prog, in_map.fd, attach)
+        for smap in (in_map, out_map):  # normally gone with the closed sockets already
+            try:
+                smap.delete(0)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOENT, errno.EINVAL):
+                    raise
+
+
+def _insert(smap: lb.Map, sock: socket.socket, kind: Kind, role: str) -> str | None:
+    """Put `sock` at key 0; None on success, the refusal's description if the kernel
+    refused it in one of its documented ways (never for TCP: the base feature)."""
+    try:
+        smap.update(0, sock.fileno(), lb.UpdateFlags.NOEXIST)
+        return None
+    except OSError as exc:
+        if kind.is_tcp or exc.errno not in INSERT_REFUSALS:
+            raise
+        return (f"map insert of {role} ({kind.value}) refused: "
+                f"{lb.errno_name(exc.errno)} ({INSERT_REFUSALS[exc.errno]})")
+
+
+def _run_pair(in_map: lb.Map, out_map: lb.Map, stats: Stats, mode: Mode, src: Kind,
+              dst: Kind) -> None:
+    name = f"{mode.id} {src.value} -> {dst.value}"
+    with socket_pair(src) as pin, socket_pair(dst) as pout:
+        in0, in1, out0, out1 = pin.a, pin.b, pout.a, pout.b
+        for smap, sock, kind, role in ((in_map, in0, src, "in0"), (out_map, out0, dst, "out0")):
+            refusal = _insert(smap, sock, kind, role)
+            if refusal is not None:
+                print(f"VERDICT {name}: REFUSED {refusal}")
+                return
+        sender, peer = (in0, in1) if mode.prog == "msg" else (in1, in0)
+        receiver = out0 if mode.ingress else out1
+        everyone = {"in0": in0, "in1": in1, "out0": out0, "out1": out1}
+
+        if supported(mode, src, dst):
+            total = 0
+            sizes = _sizes(src)
+            for seed, size in enumerate(sizes):
+                data = payload(size, seed)
+                join = _send_in_thread(sender, data)
+                try:
+                    got = recv_exact(receiver, size, timeout=IO_TIMEOUT)
+                finally:
+                    join()
+                assert got == data, f"{name}: message {seed} ({size} B): " \
+                    f"{first_difference(data, got)}"
+                total += size
+            for role, sock in everyone.items():
+                if sock is not sender:  # the sender's own queue and everyone else's: empty
+                    assert_nothing_arrives(sock, grace=GRACE if sock is receiver else 0.01,
+                                           what=f"{name}: {role}")
+            drop, passed, seen = stats.get()
+            assert drop == 0, f"{name}: {drop} SK_DROP verdict(s) on a supported redirect"
+            assert passed >= 1, f"{name}: bytes arrived but the program never redirected"
+            assert seen == total, f"{name}: program saw {seen} bytes, {total} were sent"
+            print(f"VERDICT {name}: DELIVERED {total} bytes in {len(sizes)} messages "
+                  f"({', '.join(map(str, sizes))}) byte for byte; {passed} SK_PASS verdicts")
+            return
+
+        data = payload(64, 99)
+        if mode.prog == "msg" and src.is_tcp:
+            # bpf_msg_redirect_*() refuses the target: SK_DROP, and send() fails EACCES
+            with pytest.raises(OSError) as info:
+                send_all(sender, data, timeout=IO_TIMEOUT)
+            assert info.value.errno == errno.EACCES, \
+                f"{name}: send() failed with {info.value!r}, the kernel specifies EACCES"
+            drop, passed, _ = stats.get()
+            assert (drop, passed) == (1, 0), f"{name}: verdicts drop/pass {drop}/{passed}"
+            for role, sock in everyone.items():
+                assert_nothing_arrives(sock, grace=GRACE if sock is peer else 0.01,
+                                       what=f"{name}: {role}")
+            print(f"VERDICT {name}: UNSUPPORTED send() EACCES, 1 SK_DROP, nothing delivered")
+        elif mode.prog == "msg":
+            # no sk_msg hook on a non-TCP sender: the bytes go to the original peer
+            send_all(sender, data, timeout=IO_TIMEOUT)
+            got = recv_exact(peer, len(data), timeout=IO_TIMEOUT)
+            assert got == data, f"{name}: at the peer: {first_difference(data, got)}"
+            assert stats.get() == (0, 0, 0), f"{name}: program ran: {stats.get()}"
+            for role, sock in everyone.items():
+                if sock is not peer:
+                    assert_nothing_arrives(sock, grace=0.01, what=f"{name}: {role}")
+            print(f"VERDICT {name}: UNSUPPORTED sk_msg does not run on {src.value}; "
+                  f"{len(data)} bytes reached the original peer unchanged")
+        else:
+            # bpf_sk_redirect_*() refuses the target: SK_DROP, the skb is freed
+            send_all(sender, data, timeout=IO_TIMEOUT)
+            wait_until(lambda: stats.get()[SK_DROP] >= 1, timeout=IO_TIMEOUT,
+                       what=f"{name}: SK_DROP verdict")
+            time.sleep(GRACE)
+            drop, passed, _ = stats.get()
+            assert passed == 0, f"{name}: {passed} SK_PASS verdicts on an unsupported target"
+            for role, sock in everyone.items():
+                leaked = recv_available(sock)
+                assert not leaked, f"{name}: {len(leaked)} dropped bytes showed up at {role}"
+            print(f"VERDICT {name}: UNSUPPORTED {drop} SK_DROP verdict(s), "
+                  f"{len(data)} bytes dropped, nothing delivered anywhere")
