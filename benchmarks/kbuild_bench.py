@@ -76,7 +76,7 @@ def debian_image(series: str) -> Path | None:
     cands = sorted(Path("/boot").glob(f"vmlinuz-{series}.*-amd64"))
     cands += sorted((sources.kernels_dir() / "debian").glob(f"*{series}*/boot/vmlinuz-*-amd64"))
     readable = [c for c in cands if os.access(c, os.R_OK)]
-    return readable[-1] if readable else None
+    return readable[0] if readable else None  # /boot first: the host boots it already
 
 
 def main(argv: list[str] | None = None) -> int:
