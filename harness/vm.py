@@ -243,12 +243,12 @@ class GuestVM:
                 msg = self._recv(deadline)
                 if msg.get("op") == "result" and msg.get("id") == req_id:
                     return msg
-        except (EOFError, OSError) as exc:
-            self._lost(f"the guest died while running {nodeid}", mark, exc)
-        except TimeoutError as exc:
+        except TimeoutError as exc:  # before OSError: TimeoutError is an OSError
             self._lost(f"the guest stopped answering: no verdict for {nodeid} within "
                        f"{timeout + self.options.watchdog_grace:.0f}s (host watchdog)",
                        mark, exc)
+        except (EOFError, OSError) as exc:
+            self._lost(f"the guest died while running {nodeid}", mark, exc)
         raise AssertionError("unreachable")
 
     def _lost(self, what: str, mark: int, exc: BaseException) -> None:

@@ -205,6 +205,7 @@ class AgentLoop:
         self.items = {item.nodeid: item for item in session.items}
 
     def pytest_runtestloop(self, session: Any) -> bool:
+        _warm_inspect_cache()
         self.channel.send({"op": "collected", "count": len(self.items),
                            "errors": self.collect_errors})
         for msg in self.messages:
@@ -228,6 +229,15 @@ class AgentLoop:
         result = run_item(item, float(msg.get("timeout", 120)))
         result["dmesg"] = self.kmsg.drain()
         return result
+
+
+def _warm_inspect_cache() -> None:
+    """Fill inspect's module-file cache once, before forking: pytest's failure report calls
+    inspect.getmodule(), whose first call realpath()s every loaded module (thousands of 9p
+    lookups, tens of seconds under TCG). Each forked case inherits the warm cache."""
+    import inspect
+
+    inspect.getmodule(_warm_inspect_cache.__code__)
 
 
 def _run_probes() -> dict[str, dict[str, Any]]:
@@ -261,7 +271,8 @@ def main() -> int:
         if msg.get("op") == "collect":
             loop = AgentLoop(channel, Kmsg(), messages)
             pytest.main(["-p", "no:cacheprovider", "-q", "--tb=long", "-o", "addopts=",
-                         "-p", "no:xdist", *msg["nodeids"]], plugins=[loop])
+                         "-p", "no:xdist", "-W", "ignore::pytest.PytestAssertRewriteWarning",
+                         *msg["nodeids"]], plugins=[loop])
             return 0
     return 0
 
