@@ -68,6 +68,14 @@ def test_crash_hang_recovery(tmp_path: Path) -> None:
     assert got["test_hang_agent"][0] == "failure"
     assert "stopped answering" in got["test_hang_agent"][1]
     assert got["test_after_agent_hang"][0] == "passed"
+    # a WARN during a case fails it although its body passed (where lkdtm can make one)
+    warn_outcome, warn_text = got["test_kernel_warn"]
+    if warn_outcome == "skipped":
+        assert "lkdtm not available" in warn_text
+    else:
+        assert warn_outcome == "failure"
+        assert "the kernel reported problems during this case" in warn_text
+        assert "WARNING:" in warn_text
     suite = ET.parse(results / "junit.xml").getroot().find("testsuite")
     assert suite is not None
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}

@@ -57,5 +57,18 @@ def test_after_agent_hang() -> None:
     assert os.environ.get("KMATRIX_GUEST") == "1"
 
 
+def test_kernel_warn() -> None:
+    """Makes the kernel WARN through lkdtm (CONFIG_LKDTM, e.g. kconfigs' debug fragment).
+    The body passes; the host must still fail the case because of the WARNING."""
+    import subprocess
+
+    trigger = Path("/sys/kernel/debug/provoke-crash/DIRECT")
+    if not trigger.exists():
+        probe = subprocess.run(["modprobe", "lkdtm"], capture_output=True, text=True)
+        if not trigger.exists():
+            pytest.skip(f"lkdtm not available in this kernel: {probe.stderr.strip()}")
+    trigger.write_text("WARNING")
+
+
 def test_noop() -> None:
     """Costs nothing: `kmatrix bench` times the harness around it."""
