@@ -27,7 +27,7 @@ from harness.accel import choose
 from harness.bench_sockmap import PATHS, SIZES
 from harness.bpfobj import cache_root, object_path
 from harness.kernels import resolve
-from harness.vm import GuestVM
+from harness.vm import GuestVM, VMOptions
 
 NODE = "benchmarks/guest_sockmap_bench.py::test_sockmap_bench"
 MARKER = "SOCKMAP_BENCH_JSON "
@@ -46,13 +46,15 @@ def _extract(verdict: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_kernel(spec: str, out_dir: Path, sizes: list[int], duration: float,
-               accel: str) -> dict[str, Any]:
+               accel: str, boot_timeout: float) -> dict[str, Any]:
     kernel = resolve(spec)
     acc = choose(accel, kernel.image)
     print(f"== {kernel.label}: accelerator {acc.name} ({acc.reason})", flush=True)
     budget = 120 + len(PATHS) * len(sizes) * (2 * duration + 20)
     t0 = time.monotonic()
-    with GuestVM(kernel, acc, out_dir / f"console-{kernel.label}.log", [NODE]) as vm:
+    options = VMOptions(boot_timeout=boot_timeout)
+    with GuestVM(kernel, acc, out_dir / f"console-{kernel.label}.log", [NODE],
+                 options) as vm:
         verdict = vm.run_case(NODE, budget)
     result = _extract(verdict)
     result.update(kernel=kernel.label, accel=acc.name, wall_s=time.monotonic() - t0)
@@ -193,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=1.0,
                     help="seconds per measurement point (TCG is slow: keep it short)")
     ap.add_argument("--accel", default="auto")
+    ap.add_argument("--boot-timeout", type=float, default=900.0,
+                    help="seconds to wait for the guest agent (a loaded host boots slowly)")
     ap.add_argument("--out", type=Path, default=None, help="output folder")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -207,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for spec in args.kernel:
         try:
-            results.append(run_kernel(spec, out_dir, sizes, args.duration, args.accel))
+            results.append(run_kernel(spec, out_dir, sizes, args.duration, args.accel,
+                                      args.boot_timeout))
         except Exception as exc:  # one kernel's failure must not lose the others
             failed += 1
             print(f"{spec}: benchmark failed: {exc}", file=sys.stderr)
