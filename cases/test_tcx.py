@@ -769,3 +769,46 @@ def test_veth_between_namespaces(chain: Chain, netns_factory: Callable[[], str],
     assert chain.trace() == [3, 1] * 5
     # lo of the test namespace saw none of it
     assert query(LO, chain.target).count == 0
+
+
+# --------------------------------------------------------------------------- capacity
+
+
+def test_max_programs(bpf_object: Callable[..., BpfObject], netns: str, target: int) -> None:
+    """A TCX hook holds MPROG_MAX (63) programs, links and non-link attachments alike;
+    the 64th is refused with ERANGE either way and nothing changes. All 63 run for every
+    packet, in query order; freeing a slot makes room again."""
+    obj = bpf_object("tcx_max", expected_attach_type=target)
+    progs = [obj.program(f"max_{i // 8}_{i % 8}") for i in range(64)]
+    with run_in_netns(netns):
+        links = [progs[i].attach_tcx(LO) for i in range(lb.MPROG_MAX - 1)]
+        try:
+            lb.prog_attach_opts(progs[lb.MPROG_MAX - 1], LO, target)
+            q = query(LO, target)
+            assert q.count == lb.MPROG_MAX == 63
+            assert q.prog_ids == [p.id for p in progs[: lb.MPROG_MAX]]
+            assert q.link_ids == [link.info().id for link in links] + [0]
+
+            last = progs[lb.MPROG_MAX]
+            with pytest.raises(OSError) as exc:
+                last.attach_tcx(LO)
+            assert exc.value.errno == errno.ERANGE
+            with pytest.raises(OSError) as exc:
+                lb.prog_attach_opts(last, LO, target)
+            assert exc.value.errno == errno.ERANGE
+            assert query(LO, target) == q
+
+            assert udp_exchange(None, None, "127.0.0.1", 3) == 3
+            counts = [obj.map("count").lookup_int(i) for i in range(64)]
+            assert counts[0] >= 3
+            assert counts[: lb.MPROG_MAX] == [counts[0]] * lb.MPROG_MAX
+            assert counts[lb.MPROG_MAX] == 0
+
+            links.pop(0).close()
+            with last.attach_tcx(LO, flags=BPF_F_AFTER) as link:
+                q = query(LO, target)
+                assert q.count == lb.MPROG_MAX
+                assert q.prog_ids[-1] == last.id and q.link_ids[-1] == link.info().id
+        finally:
+            for link in links:
+                link.close()

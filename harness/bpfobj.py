@@ -282,11 +282,22 @@ def _source(name: str, bpf_dir: Path) -> Path:
     return src
 
 
+def _default_vmlinux() -> VmlinuxHeader:
+    """The recorded header (what build_all chose) first: asking apt costs seconds. Only a
+    host with nothing recorded yet fetches."""
+    try:
+        return vmlinux_h(fetch=False)
+    except UserError:
+        if in_guest():
+            raise
+        return vmlinux_h(fetch=True)
+
+
 def build(name: str, *, vmlinux: VmlinuxHeader | None = None, bpf_dir: Path = BPF_DIR) -> Path:
     """Compile bpf/NAME.bpf.c unless the cache already has it; return the object's path."""
     source = _source(name, bpf_dir)
     clang = which(CLANG)
-    vmlinux = vmlinux or vmlinux_h()
+    vmlinux = vmlinux or _default_vmlinux()
     key = object_hash(source, vmlinux, _clang_version(clang), bpf_dir)
     for root in (cache_root(), _fallback_root()):
         obj = root / "bpf" / key / f"{name}{OBJECT_SUFFIX}"
@@ -332,13 +343,7 @@ def object_path(name: str) -> Path:
     and clang is available; without clang, accepts an object built from identical inputs.
     """
     source = _source(name, BPF_DIR)
-    # the recorded header (what build_all chose) first: asking apt costs seconds
-    try:
-        vmlinux = vmlinux_h(fetch=False)
-    except UserError:
-        if in_guest():
-            raise
-        vmlinux = vmlinux_h(fetch=True)
+    vmlinux = _default_vmlinux()
     try:
         return build(name, vmlinux=vmlinux)
     except MissingToolError:
