@@ -10,11 +10,9 @@ UDP, TCP, AF_PACKET captures, plus rtnetlink state (neighbours, link stats, IFLA
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import errno
 import itertools
-import os
 import secrets
 import socket
 import struct
@@ -24,10 +22,18 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from pyroute2 import IPRoute, netns
+from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from harness.guest import libbpf as lb
 from harness.guest import netkit as nk
+from harness.guest.fixtures import (
+    create_netns,
+    remove_netns,
+    run_in_netns,
+    unique_name,
+    wait_until,
+)
 from harness.guest.netkit import NetkitMode, NetkitPairing, NetkitPolicy, NetkitScrub
 
 pytestmark = pytest.mark.requires("netkit")
@@ -40,38 +46,20 @@ IFF_NOARP = 0x80
 IFF_UP = 0x1
 NUD_INCOMPLETE, NUD_FAILED, NUD_NOARP = 0x01, 0x20, 0x40
 NUD_VALID = 0x02 | 0x04 | 0x08 | 0x10 | 0x80  # REACHABLE STALE DELAY PROBE PERMANENT
-CLONE_NEWNET = 0x40000000
 SO_MARK = 36
 #: how long a case waits for traffic that must NOT arrive (it is local: µs when it does)
 QUIET = 1.0
+#: make_topo's pair n gets ifindexes INDEX_BASE + 2n (primary) and + 2n + 1 (peer)
+INDEX_BASE = 1000
 
-_libc = ctypes.CDLL(None, use_errno=True)
 _seq = itertools.count()
 
 
 # --- namespaces and sockets ----------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def in_netns(name: str) -> Iterator[None]:
-    """Run the block with this thread in netns `name` (sockets made here stay in it)."""
-    with (
-        open("/proc/thread-self/ns/net", "rb") as here,
-        open(f"/var/run/netns/{name}", "rb") as there,
-    ):
-        if _libc.setns(there.fileno(), CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns({name}): {os.strerror(err)}")
-        try:
-            yield
-        finally:
-            if _libc.setns(here.fileno(), CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"setns back: {os.strerror(err)}")
-
-
 def sock_in(ns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
-    with in_netns(ns):
+    with run_in_netns(ns):
         return socket.socket(family, kind, proto)
 
 
@@ -116,19 +104,24 @@ def udp_probe(
     dst_ip: str,
     *,
     count: int = 5,
+    port: int = 0,
     mark: int | None = None,
+    priority: int | None = None,
     wait: float = QUIET,
 ) -> int:
-    """Send `count` UDP datagrams src_ns -> dst_ip (listening in dst_ns); count arrivals."""
+    """Send `count` UDP datagrams src_ns -> dst_ip:port (listening in dst_ns; port 0: any
+    free one), optionally with SO_MARK / SO_PRIORITY; returns how many arrived."""
     token = secrets.token_bytes(8)
     with (
         sock_in(dst_ns, socket.AF_INET, socket.SOCK_DGRAM) as rx,
         sock_in(src_ns, socket.AF_INET, socket.SOCK_DGRAM) as tx,
     ):
-        rx.bind((dst_ip, 0))
+        rx.bind((dst_ip, port))
         port = rx.getsockname()[1]
         if mark is not None:
             tx.setsockopt(socket.SOL_SOCKET, SO_MARK, mark)
+        if priority is not None:
+            tx.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, priority)
         for i in range(count):
             tx.sendto(token + bytes([i]), (dst_ip, port))
         got: set[int] = set()
@@ -252,6 +245,11 @@ def neighbour(ns: str, ifname: str, ip: str) -> tuple[int, str | None] | None:
     return None
 
 
+def _exists(ns: str, ifname: str) -> bool:
+    with rtnl(ns) as ipr:
+        return bool(ipr.link_lookup(ifname=ifname))
+
+
 def ip_detail(ns: str, ifname: str) -> str:
     """`ip -d link show` text: a cross-check of our decoding, never the source of truth."""
     argv = ["ip", "-n", ns, "-d", "link", "show", "dev", ifname]
@@ -267,21 +265,18 @@ def make_netns() -> Iterator[Callable[[str], str]]:
     created: list[str] = []
 
     def make(tag: str) -> str:
-        name = f"kmx-nk{os.getpid()}-{next(_seq)}-{tag}"
-        netns.create(name)
+        name = unique_name(f"kmx-nk-{tag}-", limit=64)
+        create_netns(name)
         created.append(name)
-        with in_netns(name):  # no IPv6 chatter (DAD, MLD, RS) in captures and counters
+        with run_in_netns(name):  # no IPv6 chatter (DAD, MLD, RS) in captures and counters
             for conf in ("all", "default"):
                 with open(f"/proc/sys/net/ipv6/conf/{conf}/disable_ipv6", "w") as f:
                     f.write("1")
-        with rtnl(name) as ipr:
-            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
         return name
 
     yield make
     for name in reversed(created):
-        with contextlib.suppress(FileNotFoundError):
-            netns.remove(name)
+        remove_netns(name)
 
 
 @dataclasses.dataclass
@@ -290,6 +285,8 @@ class Topo:
     pod: str
     primary: str
     peer: str
+    primary_index: int
+    peer_index: int
 
     def primary_info(self) -> nk.NetkitInfo:
         return nk.info(self.primary, netns=self.host)
@@ -311,19 +308,41 @@ def _configure(ns: str, ifname: str, ip: str | None, up: bool) -> None:
 def make_topo(make_netns: Callable[[str], str]) -> Iterator[Callable[..., Topo]]:
     """Factory: netkit pair host/primary <-> pod/peer with addresses, both up.
 
-    Keyword arguments go to nk.create (mode, policy, scrub ...). Teardown deletes the pair
-    (tolerating a case that deleted it already), then the namespaces.
+    By default both namespaces are new and the addresses HOST_IP/POD_IP; `host`, `pod` and
+    `ips` place a pair elsewhere (e.g. an "outside" link next to the pod's pair: netkit is
+    built in, unlike veth, so these cases need no module). Other keyword arguments go to
+    nk.create (mode, policy, scrub ...). Teardown deletes the pairs (tolerating a case that
+    deleted one already); make_netns removes the namespaces.
     """
     made: list[Topo] = []
 
-    def make(*, addresses: bool = True, up: bool = True, **kwargs: Any) -> Topo:
+    def make(
+        *,
+        addresses: bool = True,
+        up: bool = True,
+        host: str | None = None,
+        pod: str | None = None,
+        ips: tuple[str, str] = (HOST_IP, POD_IP),
+        **kwargs: Any,
+    ) -> Topo:
         n = next(_seq)
-        host, pod = make_netns("host"), make_netns("pod")
-        topo = Topo(host=host, pod=pod, primary=f"nkh{n}", peer=f"nkp{n}")
-        nk.create_pair(topo.primary, topo.peer, netns=host, peer_netns=pod, **kwargs)
+        host = host or make_netns("host")
+        pod = pod or make_netns("pod")
+        # ifindexes of our choosing (unique per pair), so the two ends never share one (each
+        # would be 2 in its fresh namespace) and a BPF program's skb->ifindex tells them apart
+        prim, peer = nk.create_pair(
+            f"nkh{n}",
+            f"nkp{n}",
+            netns=host,
+            peer_netns=pod,
+            index=INDEX_BASE + 2 * n,
+            peer_index=INDEX_BASE + 2 * n + 1,
+            **kwargs,
+        )
+        topo = Topo(host, pod, prim.ifname, peer.ifname, prim.index, peer.index)
         made.append(topo)
-        _configure(host, topo.primary, HOST_IP if addresses else None, up)
-        _configure(pod, topo.peer, POD_IP if addresses else None, up)
+        _configure(host, topo.primary, ips[0] if addresses else None, up)
+        _configure(pod, topo.peer, ips[1] if addresses else None, up)
         return topo
 
     yield make
@@ -350,6 +369,8 @@ def test_defaults_as_reported(make_topo: Callable[..., Topo]) -> None:
             assert dev.scrub is NetkitScrub.DEFAULT and dev.peer_scrub is NetkitScrub.DEFAULT
         assert dev.flags & IFF_NOARP
     # each side names the other: IFLA_LINK = peer ifindex, IFLA_LINK_NETNSID = other netns
+    assert (prim.index, peer.index) == (topo.primary_index, topo.peer_index)
+    assert peer.index == prim.index + 1 and prim.index >= INDEX_BASE  # as requested
     assert prim.link == peer.index and peer.link == prim.index
     assert prim.link_netnsid is not None and peer.link_netnsid is not None
     text = ip_detail(topo.host, topo.primary)
@@ -367,7 +388,11 @@ def test_l3_mode_refuses_mac_and_is_noarp(make_topo: Callable[..., Topo]) -> Non
     assert exc.value.code == errno.EOPNOTSUPP, _errno(exc)
     assert topo.primary_info().address == "00:00:00:00:00:00"
     # an address at creation is refused as well, for the primary and for the peer
-    for kwargs in ({"address": "02:00:00:00:00:42"}, {"peer_address": "02:00:00:00:00:43"}):
+    refused: list[dict[str, Any]] = [
+        {"address": "02:00:00:00:00:42"},
+        {"peer_address": "02:00:00:00:00:43"},
+    ]
+    for kwargs in refused:
         with pytest.raises(NetlinkError) as exc:
             nk.create_pair("nkl3x", "nkl3y", netns=topo.host, **kwargs)
         assert exc.value.code == errno.EOPNOTSUPP, _errno(exc)
@@ -734,15 +759,13 @@ def test_delete(make_topo: Callable[..., Topo], how: str) -> None:
     elif how == "peer":
         assert nk.delete(topo.peer, netns=topo.pod)
     else:
-        netns.remove(topo.pod)
-    deadline = time.monotonic() + 10
-    while True:  # namespace cleanup runs from a workqueue: give it a moment
-        with rtnl(topo.host) as ipr:
-            gone = not ipr.link_lookup(ifname=topo.primary)
-        if gone or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert gone, f"{topo.primary} survived deleting the {how}"
+        remove_netns(topo.pod)
+    # namespace cleanup runs from a workqueue: give it a moment
+    wait_until(
+        lambda: not _exists(topo.host, topo.primary),
+        timeout=10,
+        what=f"{topo.primary} to go with the {how}",
+    )
     if how != "peer-netns":
         with rtnl(topo.pod) as ipr:
             assert not ipr.link_lookup(ifname=topo.peer)
@@ -750,3 +773,509 @@ def test_delete(make_topo: Callable[..., Topo], how: str) -> None:
     with pytest.raises(NetlinkError) as exc:
         nk.delete(topo.primary, netns=topo.host, missing_ok=False)
     assert exc.value.code == errno.ENODEV
+
+
+# === BPF programs on netkit ================================================================
+#
+# bpf/netkit_progs.bpf.c: nk1..nk6 count IPv4 UDP datagrams to TEST_PORT (hits, trace in
+# run order, what they saw in obs) and return action[N]; nk_to_peer does bpf_redirect_peer.
+# BPF calls that take an ifindex resolve it in the calling thread's namespace: attachments
+# are made from the host namespace (through the primary), as the kernel requires.
+
+TEST_PORT = 4243
+PRIMARY, PEER = lb.BPF_NETKIT_PRIMARY, lb.BPF_NETKIT_PEER
+SIDES = {"primary": PRIMARY, "peer": PEER}
+Action = nk.NetkitAction
+OBS = struct.Struct("=IIIIIHH")
+
+
+@dataclasses.dataclass(frozen=True)
+class Obs:
+    """What program N recorded about the last test packet it saw (struct obs)."""
+
+    count: int
+    mark: int
+    priority: int
+    ifindex: int
+    pkt_type: int
+    headroom: int
+    tailroom: int
+
+
+@dataclasses.dataclass
+class Progs:
+    """The loaded netkit_progs object plus what a test attached with it."""
+
+    obj: lb.BpfObject
+    links: list[lb.Link] = dataclasses.field(default_factory=list)
+    #: (netns, ifindex, attach type, program) attached with BPF_PROG_ATTACH
+    attached: list[tuple[str, int, int, lb.Program]] = dataclasses.field(default_factory=list)
+
+    def prog(self, n: int | str) -> lb.Program:
+        return self.obj.program(n if isinstance(n, str) else f"nk{n}")
+
+    def pid(self, n: int | str) -> int:
+        return self.prog(n).id
+
+    def set_action(self, n: int, action: int) -> None:
+        self.obj.map("action").update(n, int(action))
+
+    def redirect_to(self, ifindex: int, flags: int = 0) -> None:
+        cfg = self.obj.map("cfg")
+        cfg.update(1, ifindex)
+        cfg.update(2, flags)
+
+    def reset(self) -> None:
+        for name in ("hits", "trace", "obs"):
+            self.obj.map(name).zero()
+
+    def hits(self) -> dict[int, int]:
+        m = self.obj.map("hits")
+        return {i: n for i in range(m.max_entries) if (n := m.lookup_int(i))}
+
+    def trace(self) -> list[int]:
+        m = self.obj.map("trace")
+        length = m.lookup_int(0)
+        return [m.lookup_int(i) for i in range(1, min(length, m.max_entries - 1) + 1)]
+
+    def obs(self, n: int) -> Obs:
+        raw = self.obj.map("obs").lookup(n)
+        assert raw is not None
+        return Obs(*OBS.unpack(raw))
+
+    def link(
+        self,
+        n: int | str,
+        topo: Topo,
+        attach_type: int,
+        *,
+        flags: int = 0,
+        relative_fd: int = 0,
+        relative_id: int = 0,
+        expected_revision: int = 0,
+    ) -> lb.Link:
+        """bpf_link_create(BPF_NETKIT_PRIMARY/PEER) through the primary, from the host ns."""
+        with run_in_netns(topo.host):
+            link = lb.link_create(
+                self.prog(n),
+                topo.primary_index,
+                attach_type,
+                flags=flags,
+                relative_fd=relative_fd,
+                relative_id=relative_id,
+                expected_revision=expected_revision,
+            )
+        self.links.append(link)
+        return link
+
+    def attach(self, n: int | str, topo: Topo, attach_type: int, **opts: int) -> None:
+        """bpf_prog_attach_opts (no link) through the primary, from the host ns."""
+        with run_in_netns(topo.host):
+            lb.prog_attach_opts(self.prog(n), topo.primary_index, attach_type, **opts)
+        self.attached.append((topo.host, topo.primary_index, attach_type, self.prog(n)))
+
+    def close(self) -> None:
+        for link in reversed(self.links):
+            link.close()
+        for ns, ifindex, attach_type, prog in reversed(self.attached):
+            with contextlib.suppress(OSError), run_in_netns(ns):  # device may be gone
+                lb.prog_detach_opts(prog, ifindex, attach_type)
+
+
+@pytest.fixture
+def progs(bpf_object: Callable[..., lb.BpfObject]) -> Iterator[Progs]:
+    """netkit_progs loaded (nk1 expecting BPF_NETKIT_PRIMARY, nk2 BPF_NETKIT_PEER, for
+    libbpf's bpf_program__attach_netkit), reacting to UDP port TEST_PORT."""
+    obj = bpf_object("netkit_progs", expected_attach_type={"nk1": PRIMARY, "nk2": PEER})
+    obj.map("cfg").update(0, TEST_PORT)
+    p = Progs(obj)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def query(topo: Topo, attach_type: int) -> lb.QueryResult:
+    with run_in_netns(topo.host):
+        return lb.prog_query(topo.primary_index, attach_type)
+
+
+def _flow(topo: Topo, side: str) -> tuple[str, str, str]:
+    """(sender ns, receiver ns, receiver address) for traffic that `side` transmits."""
+    if side == "primary":
+        return topo.host, topo.pod, POD_IP
+    return topo.pod, topo.host, HOST_IP
+
+
+def _dev(topo: Topo, side: str) -> tuple[str, str]:
+    return (topo.host, topo.primary) if side == "primary" else (topo.pod, topo.peer)
+
+
+def _oserror(exc: pytest.ExceptionInfo[OSError]) -> str:
+    return errno.errorcode.get(exc.value.errno or 0, str(exc.value))
+
+
+@pytest.mark.parametrize("mode", [NetkitMode.L2, NetkitMode.L3], ids=["l2", "l3"])
+def test_bpf_links_run_on_their_side(
+    make_topo: Callable[..., Topo], progs: Progs, mode: NetkitMode
+) -> None:
+    """BPF_NETKIT_PRIMARY runs for what the primary transmits (host -> pod), BPF_NETKIT_PEER
+    for what the peer transmits (pod -> host); both attached through the primary's ifindex.
+    The skb already belongs to the receiving device when the program runs."""
+    topo = make_topo(mode=mode)
+    assert query(topo, PRIMARY).count == 0 and query(topo, PEER).count == 0
+    with run_in_netns(topo.host):  # libbpf's bpf_program__attach_netkit (expected types)
+        l1 = progs.prog(1).attach_netkit(topo.primary_index)
+        l2 = progs.prog(2).attach_netkit(topo.primary_index)
+    progs.links += [l1, l2]
+    for target, n, link in ((PRIMARY, 1, l1), (PEER, 2, l2)):
+        q = query(topo, target)
+        assert (q.count, q.revision) == (1, 2), q
+        assert (q.prog_ids, q.link_ids) == ([progs.pid(n)], [link.info().id])
+    i1, i2 = l1.info(), l2.info()
+    assert i1.type == i2.type == lb.LinkType.NETKIT
+    assert (i1.ifindex, i1.attach_type) == (topo.primary_index, PRIMARY)
+    assert (i2.ifindex, i2.attach_type) == (topo.peer_index, PEER)  # sits on the peer
+
+    progs.reset()
+    assert udp_probe(topo.host, topo.pod, POD_IP, port=TEST_PORT) == 5
+    assert progs.hits() == {1: 5}
+    assert progs.obs(1).ifindex == topo.peer_index
+    progs.reset()
+    assert udp_probe(topo.pod, topo.host, HOST_IP, port=TEST_PORT) == 5
+    assert progs.hits() == {2: 5}
+    assert progs.obs(2).ifindex == topo.primary_index
+
+    l1.close()
+    l2.close()
+    assert query(topo, PRIMARY).count == 0 and query(topo, PEER).count == 0
+    progs.reset()
+    assert udp_probe(topo.host, topo.pod, POD_IP, port=TEST_PORT) == 5
+    assert udp_probe(topo.pod, topo.host, HOST_IP, port=TEST_PORT) == 5
+    assert progs.hits() == {}
+
+
+def test_bpf_prog_attach_each_side(make_topo: Callable[..., Topo], progs: Progs) -> None:
+    """The same with BPF_PROG_ATTACH/DETACH (no links): query shows link id 0."""
+    topo = make_topo()
+    progs.attach(3, topo, PRIMARY)
+    progs.attach(4, topo, PEER)
+    for target, n in ((PRIMARY, 3), (PEER, 4)):
+        q = query(topo, target)
+        assert (q.count, q.revision, q.prog_ids, q.link_ids) == (1, 2, [progs.pid(n)], [0])
+    progs.reset()
+    assert udp_probe(topo.host, topo.pod, POD_IP, port=TEST_PORT) == 5
+    assert udp_probe(topo.pod, topo.host, HOST_IP, port=TEST_PORT) == 5
+    assert progs.hits() == {3: 5, 4: 5}
+    with run_in_netns(topo.host):
+        lb.prog_detach_opts(progs.prog(3), topo.primary_index, PRIMARY)
+        lb.prog_detach_opts(progs.prog(4), topo.primary_index, PEER)
+        with pytest.raises(OSError) as exc:  # nothing left to detach
+            lb.prog_detach_opts(progs.prog(3), topo.primary_index, PRIMARY)
+        assert exc.value.errno == errno.ENOENT, _oserror(exc)
+    progs.attached.clear()
+    assert query(topo, PRIMARY).count == 0 and query(topo, PEER).count == 0
+    progs.reset()
+    assert udp_probe(topo.host, topo.pod, POD_IP, port=TEST_PORT) == 5
+    assert progs.hits() == {}
+
+
+@pytest.mark.parametrize("code", ["pass", "drop", "next"])
+@pytest.mark.parametrize("side", ["primary", "peer"])
+def test_bpf_return_codes(
+    make_topo: Callable[..., Topo], progs: Progs, side: str, code: str
+) -> None:
+    """Chain [nk1 -> code, nk2 -> PASS] on one side: NETKIT_PASS delivers and ends the
+    chain, NETKIT_DROP drops (counted as tx_dropped of the transmitting device) and ends
+    it, NETKIT_NEXT runs the next program."""
+    topo = make_topo()
+    progs.set_action(1, {"pass": Action.PASS, "drop": Action.DROP, "next": Action.NEXT}[code])
+    progs.set_action(2, Action.PASS)
+    progs.link(1, topo, SIDES[side])
+    progs.link(2, topo, SIDES[side])
+    src, dst, dst_ip = _flow(topo, side)
+    before = stats(*_dev(topo, side))
+    progs.reset()
+    got = udp_probe(src, dst, dst_ip, port=TEST_PORT)
+    dropped = stats(*_dev(topo, side))["tx_dropped"] - before["tx_dropped"]
+    if code == "pass":
+        assert (got, progs.trace(), dropped) == (5, [1] * 5, 0)
+    elif code == "drop":
+        assert (got, progs.trace(), dropped) == (0, [1] * 5, 5)
+    else:
+        assert (got, progs.trace(), dropped) == (5, [1, 2] * 5, 0)
+
+
+def test_bpf_policy_only_without_programs(make_topo: Callable[..., Topo], progs: Progs) -> None:
+    """The default policy decides only while no program is attached: with policy drop, a
+    program returning NETKIT_NEXT at the end of the chain still lets the packet through
+    (netkit_xmit treats a final NEXT like PASS); the other side keeps its policy."""
+    topo = make_topo(policy=NetkitPolicy.DROP, peer_policy=NetkitPolicy.DROP)
+    assert udp_probe(topo.host, topo.pod, POD_IP, port=TEST_PORT) == 0
+    progs.set_action(1, Action.NEXT)
+    link = progs.link(1, topo, PRIMARY)
+    assert udp_probe(topo.host, topo.pod, POD_IP, port=TEST_PORT) == 5
+    assert udp_probe(topo.host, topo.pod, POD_IP) == 5  # non-test packets: NEXT too
+    assert udp_probe(topo.pod, topo.host, HOST_IP, port=TEST_PORT) == 0
+    progs.set_action(1, Action.DROP)
+    assert udp_probe(topo.host, topo.pod, POD_IP, port=TEST_PORT) == 0
+    progs.set_action(1, Action.PASS)
+    assert udp_probe(topo.host, topo.pod, POD_IP, port=TEST_PORT) == 5
+    link.close()
+    assert udp_probe(topo.host, topo.pod, POD_IP, port=TEST_PORT) == 0
+    assert progs.hits() == {1: 15}  # NEXT, DROP, PASS rounds; non-test packets uncounted
+
+
+OUT_IPS = ("10.78.0.1", "10.78.0.2")
+
+
+@pytest.mark.parametrize("side", ["primary", "peer"])
+def test_bpf_redirect(
+    make_topo: Callable[..., Topo],
+    make_netns: Callable[[str], str],
+    progs: Progs,
+    side: str,
+) -> None:
+    """NETKIT_REDIRECT (bpf_redirect's return) sends the packet out of another device
+    instead of the other end. The target ifindex is looked up in the namespace of the
+    skb's device, i.e. of the *receiving* end: the pod for the primary's programs, the
+    host for the peer's. The other device here is a second pair's primary, so the packet
+    shows up on that pair's peer in an "out" namespace."""
+    topo = make_topo()
+    src, dst, dst_ip = _flow(topo, side)
+    out = make_topo(host=dst, pod=make_netns("out"), ips=OUT_IPS, mode=NetkitMode.L2)
+    progs.set_action(1, Action.REDIRECT)
+    progs.redirect_to(out.primary_index)
+    progs.link(1, topo, SIDES[side])
+    tx_ns, tx_dev = _dev(topo, side)
+    rx_ns, rx_dev = _dev(topo, "peer" if side == "primary" else "primary")
+    tx_before, rx_before = stats(tx_ns, tx_dev), stats(rx_ns, rx_dev)
+    with capture(out.pod, out.peer) as cap:
+        got = udp_probe(src, dst, dst_ip, port=TEST_PORT)
+        cap.drain(0.3)
+    frames = udp_to(cap.ethertype(ETH_P_IP), dst_ip)
+    assert got == 0
+    assert len(frames) == 5
+    assert all(struct.unpack_from("!H", f, 14 + 20 + 2)[0] == TEST_PORT for f in frames)
+    assert progs.hits() == {1: 5}
+    tx_after, rx_after = stats(tx_ns, tx_dev), stats(rx_ns, rx_dev)
+    assert tx_after["tx_packets"] - tx_before["tx_packets"] == 5  # counted as sent
+    assert tx_after["tx_dropped"] == tx_before["tx_dropped"]
+    assert rx_after["rx_packets"] == rx_before["rx_packets"]  # never reached the other end
+
+
+@pytest.mark.parametrize("side", ["primary", "peer"])
+def test_bpf_chain_order_and_revisions(
+    make_topo: Callable[..., Topo], progs: Progs, side: str
+) -> None:
+    """Multi-program ordering on one side: BPF_F_BEFORE/AFTER relative to a program fd, a
+    link id or nothing, links mixed with BPF_PROG_ATTACH, expected_revision, link update
+    in place; the kernel's run order (trace) always equals the query order."""
+    topo = make_topo()
+    target = SIDES[side]
+    src, dst, dst_ip = _flow(topo, side)
+    for n in range(1, 7):
+        progs.set_action(n, Action.NEXT)
+
+    def run_once() -> list[int]:
+        progs.reset()
+        assert udp_probe(src, dst, dst_ip, count=1, port=TEST_PORT) == 1
+        return progs.trace()
+
+    def order() -> tuple[list[int], list[int], int]:
+        q = query(topo, target)
+        return q.prog_ids, q.link_ids, q.revision
+
+    l1 = progs.link(1, topo, target)
+    l2 = progs.link(2, topo, target, flags=lb.BPF_F_BEFORE, relative_fd=progs.prog(1).fd)
+    l3 = progs.link(
+        3,
+        topo,
+        target,
+        flags=lb.BPF_F_AFTER | lb.BPF_F_LINK | lb.BPF_F_ID,
+        relative_id=l1.info().id,
+    )
+    progs.attach(4, topo, target, flags=lb.BPF_F_BEFORE)  # no relative: goes first
+    ids = {n: progs.pid(n) for n in range(1, 7)}
+    lid = {1: l1.info().id, 2: l2.info().id, 3: l3.info().id}
+    assert order() == ([ids[4], ids[2], ids[1], ids[3]], [0, lid[2], lid[1], lid[3]], 5)
+    assert run_once() == [4, 2, 1, 3]
+
+    with pytest.raises(OSError) as exc:
+        progs.link(5, topo, target, expected_revision=4)
+    assert exc.value.errno == errno.ESTALE, _oserror(exc)
+    l5 = progs.link(5, topo, target, flags=lb.BPF_F_AFTER, expected_revision=5)
+    assert order()[0] == [ids[4], ids[2], ids[1], ids[3], ids[5]]
+    assert order()[2] == 6
+
+    # BPF_LINK_UPDATE: nk6 takes nk1's place; a wrong old program is refused
+    with pytest.raises(OSError) as exc:
+        l2.update(progs.prog(6), old_prog=progs.prog(1))
+    assert exc.value.errno == errno.EPERM, _oserror(exc)
+    l1.update(progs.prog(6), old_prog=progs.prog(1))
+    prog_ids, link_ids, _ = order()
+    assert prog_ids == [ids[4], ids[2], ids[6], ids[3], ids[5]]
+    assert link_ids == [0, lid[2], lid[1], lid[3], l5.info().id]
+    assert run_once() == [4, 2, 6, 3, 5]
+
+    l1.close()
+    with run_in_netns(topo.host):
+        lb.prog_detach_opts(progs.prog(4), topo.primary_index, target)
+    progs.attached.clear()
+    assert order()[0] == [ids[2], ids[3], ids[5]]
+    assert run_once() == [2, 3, 5]
+
+
+def _mprog_call(what: str, prog: lb.Program, ifindex: int, target: int) -> None:
+    if what == "link_create":
+        lb.link_create(prog, ifindex, target).close()
+    elif what == "prog_attach":
+        lb.prog_attach_opts(prog, ifindex, target)
+        lb.prog_detach_opts(prog, ifindex, target)
+    else:
+        lb.prog_query(ifindex, target)
+
+
+def test_bpf_refusals(make_topo: Callable[..., Topo], progs: Progs) -> None:
+    """Attach and query only through the primary: the peer's ifindex gives EACCES, a
+    non-netkit device ENXIO, a missing one ENODEV (netkit_dev_fetch)."""
+    topo = make_topo(addresses=False)
+    prog = progs.prog(1)
+    cases: list[tuple[str, int, int]] = [
+        (topo.pod, topo.peer_index, errno.EACCES),
+        (topo.host, 1, errno.ENXIO),  # lo
+        (topo.host, 31337, errno.ENODEV),
+    ]
+    for ns, ifindex, want in cases:
+        for target in (PRIMARY, PEER):
+            for what in ("link_create", "prog_attach", "prog_query"):
+                with run_in_netns(ns), pytest.raises(OSError) as exc:
+                    _mprog_call(what, prog, ifindex, target)
+                assert exc.value.errno == want, (what, ifindex, target, _oserror(exc))
+    assert query(topo, PRIMARY).count == 0 and query(topo, PEER).count == 0
+
+
+@pytest.mark.parametrize("scrub", [NetkitScrub.DEFAULT, NetkitScrub.NONE], ids=["default", "none"])
+def test_bpf_scrub_seen(make_topo: Callable[..., Topo], progs: Progs, scrub: NetkitScrub) -> None:
+    """What the program sees of skb->mark and skb->priority set by the sender (SO_MARK,
+    SO_PRIORITY) after crossing into the other namespace: zeroed with scrub default, kept
+    with scrub none; for each side's own scrub setting."""
+    topo = make_topo(scrub=scrub, peer_scrub=scrub)
+    if "IFLA_NETKIT_SCRUB" not in topo.primary_info().present:
+        pytest.skip("kernel reports no IFLA_NETKIT_SCRUB")
+    progs.link(1, topo, PRIMARY)
+    progs.link(2, topo, PEER)
+    mark, prio = 42, 0xEB9F
+    assert udp_probe(topo.host, topo.pod, POD_IP, port=TEST_PORT, mark=mark, priority=prio) == 5
+    assert udp_probe(topo.pod, topo.host, HOST_IP, port=TEST_PORT, mark=mark, priority=prio) == 5
+    want = (mark, prio) if scrub is NetkitScrub.NONE else (0, 0)
+    for n in (1, 2):
+        seen = progs.obs(n)
+        assert seen.count == 5
+        assert (seen.mark, seen.priority) == want, (n, seen)
+
+
+def test_bpf_headroom_tailroom_seen(make_topo: Callable[..., Topo], progs: Progs) -> None:
+    """IFLA_NETKIT_HEADROOM/TAILROOM become needed_headroom/tailroom of both devices, as a
+    program reads them from skb->dev (CO-RE), like the selftest's tc8."""
+    topo = make_topo(headroom=96, tailroom=48)
+    if "IFLA_NETKIT_HEADROOM" not in topo.primary_info().present:
+        pytest.skip("kernel ignores IFLA_NETKIT_HEADROOM/TAILROOM (above its IFLA_NETKIT_MAX)")
+    plain = make_topo()
+    progs.link(1, topo, PRIMARY)
+    progs.link(2, topo, PEER)
+    progs.link(3, plain, PRIMARY)
+    assert udp_probe(topo.host, topo.pod, POD_IP, port=TEST_PORT) == 5
+    assert udp_probe(topo.pod, topo.host, HOST_IP, port=TEST_PORT) == 5
+    assert udp_probe(plain.host, plain.pod, POD_IP, port=TEST_PORT) == 5
+    for n in (1, 2):
+        assert (progs.obs(n).headroom, progs.obs(n).tailroom) == (96, 48), progs.obs(n)
+    assert (progs.obs(3).headroom, progs.obs(3).tailroom) == (0, 0), progs.obs(3)
+
+
+def test_bpf_redirect_peer_from_host_device(
+    make_topo: Callable[..., Topo],
+    make_netns: Callable[[str], str],
+    progs: Progs,
+) -> None:
+    """bpf_redirect_peer from a host device's tcx ingress, given the primary's ifindex,
+    puts the packet straight into the netkit peer in the pod: no forwarding in the host
+    namespace, no netkit xmit (the primary's program does not run), counted as peer rx.
+    The host device is the host end of an L2 netkit pair to an "out" namespace."""
+    topo = make_topo()
+    out = make_topo(host=topo.host, pod=make_netns("out"), ips=OUT_IPS, mode=NetkitMode.L2)
+    with run_in_netns(topo.host), open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+        f.write("0")
+    with rtnl(out.pod) as ipr:
+        ipr.route("add", dst=f"{POD_IP}/32", gateway=OUT_IPS[0])
+    # control: with no program, the host namespace does not route to the pod
+    assert udp_probe(out.pod, topo.pod, POD_IP, port=TEST_PORT) == 0
+    progs.set_action(1, Action.PASS)
+    progs.link(1, topo, PRIMARY)
+    progs.redirect_to(topo.primary_index)
+    with run_in_netns(topo.host):
+        link = lb.link_create(progs.prog("nk_to_peer"), out.primary_index, lb.BPF_TCX_INGRESS)
+    progs.links.append(link)
+    prim_before, peer_before = stats(topo.host, topo.primary), stats(topo.pod, topo.peer)
+    progs.reset()
+    assert udp_probe(out.pod, topo.pod, POD_IP, port=TEST_PORT) == 5
+    assert progs.hits() == {7: 5}
+    prim_after, peer_after = stats(topo.host, topo.primary), stats(topo.pod, topo.peer)
+    assert prim_after["tx_packets"] == prim_before["tx_packets"]
+    assert peer_after["rx_packets"] - peer_before["rx_packets"] == 5
+
+
+@pytest.mark.parametrize("how", ["delete-primary", "remove-pod-netns"])
+def test_bpf_device_deletion_releases(
+    make_topo: Callable[..., Topo],
+    progs: Progs,
+    bpf_object: Callable[..., lb.BpfObject],
+    how: str,
+) -> None:
+    """Deleting the pair (or the namespace holding the peer) detaches everything: links
+    go defunct (ifindex 0, update ENOLINK), and a program attached without a link, whose
+    only holder was the device, is freed."""
+    topo = make_topo()
+    l1 = progs.link(1, topo, PRIMARY)
+    l2 = progs.link(2, topo, PEER)
+    other = bpf_object("netkit_progs")
+    held = other.program("nk3")
+    held_id = held.id
+    with run_in_netns(topo.host):
+        lb.prog_attach_opts(held, topo.primary_index, PRIMARY)
+    other.close()  # from here on only the netkit device holds nk3
+    assert held_id in lb.prog_ids()
+    assert query(topo, PRIMARY).prog_ids == [progs.pid(1), held_id]
+
+    if how == "delete-primary":
+        assert nk.delete(topo.primary, netns=topo.host)
+    else:
+        remove_netns(topo.pod)
+    wait_until(lambda: held_id not in lb.prog_ids(), timeout=10, what=f"prog {held_id} to be freed")
+    for link in (l1, l2):
+        info = link.info()  # netkit_uninit ran before the device went: no waiting needed
+        assert (info.type, info.ifindex) == (lb.LinkType.NETKIT, 0), info
+    with pytest.raises(OSError) as exc:
+        l1.update(progs.prog(4))
+    assert exc.value.errno == errno.ENOLINK, _oserror(exc)
+    l2.detach()  # detaching a defunct link is a no-op, not an error
+
+
+def test_bpf_single_device_refused(make_netns: Callable[[str], str], progs: Progs) -> None:
+    """A single netkit device (IFLA_NETKIT_PAIRING single) takes no netkit programs:
+    attach and query answer EOPNOTSUPP."""
+    ns = make_netns("single")
+    dev = nk.create("nks0", pairing=NetkitPairing.SINGLE, netns=ns)
+    try:
+        if "IFLA_NETKIT_PAIRING" not in dev.present:
+            pytest.skip(
+                "kernel ignores IFLA_NETKIT_PAIRING (above its IFLA_NETKIT_MAX): dump has "
+                f"only {sorted(dev.present)}"
+            )
+        for target in (PRIMARY, PEER):
+            for what in ("link_create", "prog_attach", "prog_query"):
+                with run_in_netns(ns), pytest.raises(OSError) as exc:
+                    _mprog_call(what, progs.prog(1), dev.index, target)
+                assert exc.value.errno == errno.EOPNOTSUPP, (what, target, _oserror(exc))
+    finally:
+        nk.delete("nks0", netns=ns)

@@ -295,14 +295,16 @@ def create(
     tailroom: int | None = None,
     pairing: NetkitPairing | None = None,
     address: str | None = None,
+    index: int | None = None,
     netns: str | None = None,
     ipr: Any | None = None,
 ) -> NetkitInfo:
     """RTM_NEWLINK kind netkit; only the given attributes are sent (kernel defaults otherwise).
 
     `peer` is a name or a peer spec (see `peer_spec`: e.g. {"ifname": "nk1", "net_ns_fd":
-    "ns1"}). Policies are plain ints on purpose: a test may send a value the kernel must
-    refuse (NetkitAction.REDIRECT, NEXT). Returns the primary as the kernel reports it.
+    "ns1"}); `index` asks for the primary's ifindex. Policies are plain ints on purpose: a
+    test may send a value the kernel must refuse (NetkitAction.REDIRECT, NEXT). Returns the
+    primary as the kernel reports it.
     """
     args: dict[str, Any] = {"ifname": ifname, "kind": KIND}
     optional: dict[str, int | None] = {
@@ -320,6 +322,8 @@ def create(
         args["peer"] = peer
     if address is not None:
         args["address"] = address
+    if index is not None:
+        args["index"] = index
     with _ipr(netns, ipr) as conn:
         conn.link("add", **args)
         return info(ifname, ipr=conn)
@@ -331,16 +335,21 @@ def create_pair(
     *,
     peer_netns: str | None = None,
     peer_address: str | None = None,
+    peer_index: int | None = None,
     **kwargs: Any,
 ) -> tuple[NetkitInfo, NetkitInfo]:
     """Create primary `ifname` (in `netns`, default: current) and peer `peer_ifname`, straight
-    into `peer_netns` (a name under /var/run/netns) if given; returns (primary, peer) as the
-    kernel reports them."""
+    into `peer_netns` (a name under /var/run/netns) if given, with ifindex `peer_index` if
+    given (the ifinfomsg of IFLA_NETKIT_PEER_INFO; like veth, the kernel honours it only
+    when the primary's `index` is given too); returns (primary, peer) as the kernel
+    reports them. Other keywords go to `create`."""
     spec: dict[str, Any] = {"ifname": peer_ifname}
     if peer_netns is not None:
         spec["net_ns_fd"] = peer_netns
     if peer_address is not None:
         spec["address"] = peer_address
+    if peer_index is not None:
+        spec["index"] = peer_index
     primary = create(ifname, spec, **kwargs)
     peer = info(peer_ifname, netns=peer_netns if peer_netns is not None else kwargs.get("netns"))
     return primary, peer
