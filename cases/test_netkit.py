@@ -1,10 +1,23 @@
-"""netkit devices (drivers/net/netkit.c), without BPF: modes, default policies, scrubbing,
-headroom/tailroom, single-device mode, namespaces and teardown, shown with real packets.
+"""netkit devices (drivers/net/netkit.c) in the kernel under test, shown with real packets.
+
+Without BPF: L2/L3 mode (MAC, ARP, neighbours), default policies (forward/blackhole on each
+side, changed at runtime, refused values), changelink refusals, peer moved between
+namespaces, carrier, scrubbing of skb->mark seen through a fwmark rule, headroom/tailroom,
+single-device mode, deletion. With BPF (bpf/netkit_progs.bpf.c, modelled on the selftests'
+prog_tests/tc_netkit.c): BPF_NETKIT_PRIMARY/PEER links and BPF_PROG_ATTACH, each running
+only for its side; NETKIT_PASS/DROP/NEXT/REDIRECT; the policy only without programs;
+BPF_F_BEFORE/AFTER ordering, revisions and link update; EACCES/ENXIO/ENODEV refusals;
+skb->mark/priority and needed_headroom/tailroom as a program sees them; bpf_redirect_peer
+from a host device; deletion releasing links and programs. Queue leasing (7.x) through the
+netdev generic netlink family, where the kernel and the VM allow it.
 
 Topology of most cases: two fresh namespaces, "host" holding the primary device and "pod"
 holding the peer (the way Cilium uses netkit), 10.77.0.1/24 <-> 10.77.0.2/24. Traffic is
 generated and observed with sockets from this process (setns per socket): raw ICMP echo,
 UDP, TCP, AF_PACKET captures, plus rtnetlink state (neighbours, link stats, IFLA_*).
+Where a kernel lacks an attribute (IFLA_NETKIT_SCRUB, _HEADROOM, _PAIRING: older kernels
+accept and ignore attributes above their IFLA_NETKIT_MAX) the case skips with what the
+kernel reported.
 """
 
 from __future__ import annotations
@@ -13,6 +26,7 @@ import contextlib
 import dataclasses
 import errno
 import itertools
+import os
 import secrets
 import socket
 import struct
@@ -1279,3 +1293,88 @@ def test_bpf_single_device_refused(make_netns: Callable[[str], str], progs: Prog
                 assert exc.value.errno == errno.EOPNOTSUPP, (what, target, _oserror(exc))
     finally:
         nk.delete("nks0", netns=ns)
+
+
+# === queue leasing (NETDEV_CMD_QUEUE_CREATE, 7.x) ===========================================
+
+
+def _netdev_family_or_skip() -> nk.GenlFamily:
+    try:
+        with nk.Genl() as genl:
+            fam = genl.family("netdev")
+    except OSError as exc:
+        pytest.skip(f"no netdev generic netlink family: {exc}")
+    if nk.NETDEV_CMD_QUEUE_CREATE not in fam.ops:
+        pytest.skip(
+            f"genl family netdev (id {fam.id}) has no queue-create op "
+            f"(NETDEV_CMD_QUEUE_CREATE={nk.NETDEV_CMD_QUEUE_CREATE}); ops {sorted(fam.ops)}"
+        )
+    return fam
+
+
+def test_queue_create_refusals(make_topo: Callable[..., Topo]) -> None:
+    """The netkit peer accepts NETDEV_CMD_QUEUE_CREATE (it has ndo_queue_create), and the
+    kernel then insists on a physical lessor and on RX queues; a device without queue
+    management (lo) is refused before that."""
+    topo = make_topo(addresses=False)
+    _netdev_family_or_skip()
+    with run_in_netns(topo.pod):
+        with pytest.raises(nk.GenlError) as exc:
+            nk.queue_create(topo.peer_index, 1, 0)  # lessor lo: virtual
+        assert exc.value.errno == errno.EINVAL, exc.value
+        assert "virtual device" in exc.value.extack, exc.value
+        on_netkit = exc.value.extack
+        with pytest.raises(nk.GenlError) as exc:
+            nk.queue_create(1, 1, 0)  # lo cannot create queues at all
+        assert exc.value.errno == errno.EINVAL, exc.value
+        assert exc.value.extack and exc.value.extack != on_netkit, exc.value
+        with pytest.raises(nk.GenlError) as exc:
+            nk.queue_create(topo.peer_index, 1, 0, queue_type=nk.NETDEV_QUEUE_TYPE_TX)
+        assert exc.value.errno == errno.EINVAL, exc.value
+    assert not os.path.exists(f"/sys/class/net/{topo.peer}/queues/rx-1")
+
+
+def _physical_devices() -> list[tuple[str, int]]:
+    """(name, ifindex) of the devices with a parent bus device in this (the guest's init)
+    network namespace: the only possible lessors."""
+    out = []
+    for name in sorted(os.listdir("/sys/class/net")):
+        if os.path.exists(f"/sys/class/net/{name}/device"):
+            with open(f"/sys/class/net/{name}/ifindex") as f:
+                out.append((name, int(f.read())))
+    return out
+
+
+def test_queue_lease(make_netns: Callable[[str], str]) -> None:
+    """Lease RX queue 0 of a physical device to a netkit peer: the peer gains queue rx-1;
+    deleting the pair returns the queue (it can be leased again). Needs a lessor with
+    queue management ops (netdevsim, some NIC drivers); skipped with the kernel's
+    answers when the VM has none."""
+    _netdev_family_or_skip()
+    phys = _physical_devices()
+    if not phys:
+        pytest.skip(f"no physical network device to lease from: {os.listdir('/sys/class/net')}")
+    # the pair lives next to the lessors (the guest's init netns), under unique names
+    names = (unique_name("nkqa"), unique_name("nkqb"))
+    refused: list[str] = []
+    try:
+        nk.create_pair(*names, mode=NetkitMode.L2)
+        peer = nk.info(names[1])
+        for name, ifindex in phys:
+            try:
+                qid = nk.queue_create(peer.index, ifindex, 0)
+            except nk.GenlError as exc:
+                refused.append(f"{name}: {exc.strerror}")
+                continue
+            assert qid == 1
+            assert os.path.exists(f"/sys/class/net/{names[1]}/queues/rx-1")
+            with pytest.raises(nk.GenlError) as busy:  # one lease per queue
+                nk.queue_create(peer.index, ifindex, 0)
+            assert busy.value.errno == errno.EBUSY, busy.value
+            nk.delete(names[0])
+            nk.create_pair(*names, mode=NetkitMode.L2)
+            assert nk.queue_create(nk.info(names[1]).index, ifindex, 0) == 1  # released
+            return
+    finally:
+        nk.delete(names[0])
+    pytest.skip("no device would lease a queue: " + "; ".join(refused))

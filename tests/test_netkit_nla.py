@@ -327,3 +327,47 @@ def test_decode_rejects_other_kinds_and_missing_mandatory() -> None:
         nk.NetkitInfo.from_msg(reply("nk0", 3, nla(PRIMARY, b"\1") + nla(POLICY, b"\0" * 4)))
     with pytest.raises(ValueError):  # a policy the kernel never reports (REDIRECT)
         nk.NetkitInfo.from_msg(reply("nk0", 3, fill_info_712(True, 7, 1, 1)))
+
+
+# --- netdev generic netlink (queue leasing) ------------------------------------------------
+
+
+def test_queue_create_attrs_wire_format() -> None:
+    raw = nk.queue_create_attrs(7, 3, 1, netns_id=2)
+    top = attrs(raw)
+    assert set(top) == {2, 3, 8}  # NETDEV_A_QUEUE_IFINDEX, _TYPE, _LEASE
+    assert u32(top[2]) == 7 and u32(top[3]) == 0  # RX
+    raw_types = {}
+    off = 0
+    while off < len(raw):
+        length, typ = struct.unpack_from("=HH", raw, off)
+        raw_types[typ & NLA_TYPE_MASK] = typ
+        off += (length + 3) & ~3
+    assert raw_types[8] & 0x8000  # NLA_F_NESTED, which nla_parse_nested insists on
+    lease = attrs(top[8])
+    assert u32(lease[1]) == 3  # NETDEV_A_LEASE_IFINDEX
+    assert struct.unpack("=i", lease[3])[0] == 2  # NETDEV_A_LEASE_NETNS_ID
+    queue = attrs(lease[2])  # NETDEV_A_LEASE_QUEUE
+    assert (u32(queue[1]), u32(queue[3])) == (1, 0)  # id, type RX
+    assert 3 not in attrs(attrs(nk.queue_create_attrs(7, 3, 1))[8])  # no netns id asked
+
+
+def test_parse_error_with_extack() -> None:
+    # NLMSG_ERROR with NETLINK_CAP_ACK: error, the request's header only, then TLVs; the
+    # NLM_F_ACK_TLVS flag (0x200) sits in the NLMSG_ERROR header, not in the echoed one
+    echoed = NLMSGHDR.pack(36, 0x1D, 0x5, 5, 0)
+    payload = struct.pack("=i", -22) + echoed + nk.attr(1, b"Lease device is a virtual device\0")
+    assert nk.parse_error(payload, 0x200 | 0x100) == (22, "Lease device is a virtual device")
+    assert nk.parse_error(payload, 0x100) == (22, "")  # no TLVs flagged: none read
+    assert nk.parse_error(struct.pack("=i", 0) + echoed, 0x100) == (0, "")
+
+
+def test_attr_list_of_genl_ops() -> None:
+    ops = nk.attr_nest(
+        6,
+        nk.attr_nest(1, nk.attr_u32(1, 16), nk.attr_u32(2, 0x0B)),
+        nk.attr_nest(2, nk.attr_u32(1, 1)),
+    )
+    parsed = nk.attr_parse(ops)
+    items = nk.attr_list(parsed[6])
+    assert [nk.attr_parse(i)[1] for i in items] == [struct.pack("=I", 16), struct.pack("=I", 1)]

@@ -27,6 +27,13 @@ NETKIT_PASS or NETKIT_DROP (EINVAL otherwise). Mode, scrub, peer info (and where
 headroom, tailroom, pairing) are fixed at creation: EACCES (6.12 answers EINVAL for peer info).
 Older kernels ignore attributes above their IFLA_NETKIT_MAX, so "accepted" is not
 "supported": `NetkitInfo.present` records which attributes the kernel actually reported.
+
+Typed layer: enums `NetkitMode`, `NetkitPolicy` (the two default policies), `NetkitAction`
+(BPF return codes), `NetkitScrub`, `NetkitPairing`; `NetkitInfo` (a decoded RTM_NEWLINK);
+`create`, `create_pair`, `pair` (context manager), `info`, `dump`, `set_policy`, `change`,
+`delete` (tolerates already-gone), each optionally in a named netns. Queue leasing (7.x):
+`queue_create` over a small raw generic-netlink client (`Genl`), pyroute2 having no netdev
+family.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ import dataclasses
 import enum
 import errno
 import os
+import socket
+import struct
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
@@ -429,3 +438,216 @@ def pair(ifname: str, peer_ifname: str, **kwargs: Any) -> Iterator[tuple[NetkitI
         yield devs
     finally:
         delete(ifname, netns=kwargs.get("netns"))
+
+
+# --- queue leasing (7.x): the netdev generic netlink family ---------------------------------
+#
+# A netkit peer (or single device) can take over ("lease") an RX queue of a physical device:
+# NETDEV_CMD_QUEUE_CREATE on the netkit device, naming the lessor and its queue
+# (include/uapi/linux/netdev.h, net/core/netdev-genl.c netdev_nl_queue_create_doit).
+# pyroute2 has no netdev family, so this is a small raw generic-netlink client.
+
+NETLINK_GENERIC: Final = 16
+GENL_ID_CTRL: Final = 0x10
+CTRL_CMD_GETFAMILY: Final = 3
+CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME, CTRL_ATTR_VERSION = 1, 2, 3
+CTRL_ATTR_OPS, CTRL_ATTR_OP_ID = 6, 1
+NETDEV_CMD_QUEUE_CREATE: Final = 16
+NETDEV_A_QUEUE_ID, NETDEV_A_QUEUE_IFINDEX, NETDEV_A_QUEUE_TYPE = 1, 2, 3
+NETDEV_A_QUEUE_LEASE: Final = 8
+NETDEV_A_LEASE_IFINDEX, NETDEV_A_LEASE_QUEUE, NETDEV_A_LEASE_NETNS_ID = 1, 2, 3
+NETDEV_QUEUE_TYPE_RX, NETDEV_QUEUE_TYPE_TX = 0, 1
+
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_NLM_F_REQUEST, _NLM_F_ACK = 0x1, 0x4
+_NLM_F_ACK_TLVS = 0x200
+_NLA_F_NESTED = 0x8000
+_NLA_TYPE_MASK = 0x3FFF
+_SOL_NETLINK, _NETLINK_CAP_ACK, _NETLINK_EXT_ACK = 270, 10, 11
+_NLMSGERR_ATTR_MSG = 1
+_NLMSGHDR = struct.Struct("=IHHII")
+_GENLMSGHDR = struct.Struct("=BBH")
+
+
+def attr(typ: int, payload: bytes) -> bytes:
+    """One netlink attribute, padded to 4 bytes."""
+    raw = struct.pack("=HH", 4 + len(payload), typ) + payload
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+def attr_u32(typ: int, value: int) -> bytes:
+    return attr(typ, struct.pack("=I", value & 0xFFFFFFFF))
+
+
+def attr_nest(typ: int, *children: bytes) -> bytes:
+    return attr(typ | _NLA_F_NESTED, b"".join(children))
+
+
+def attr_parse(buf: bytes) -> dict[int, bytes]:
+    """Attributes of `buf` by type (flags masked off; a repeated type keeps the last)."""
+    out: dict[int, bytes] = {}
+    off = 0
+    while off + 4 <= len(buf):
+        length, typ = struct.unpack_from("=HH", buf, off)
+        if length < 4:
+            break
+        out[typ & _NLA_TYPE_MASK] = buf[off + 4 : off + length]
+        off += (length + 3) & ~3
+    return out
+
+
+def attr_list(buf: bytes) -> list[bytes]:
+    """Payloads of a nested array (e.g. CTRL_ATTR_OPS), in order."""
+    out: list[bytes] = []
+    off = 0
+    while off + 4 <= len(buf):
+        length, _ = struct.unpack_from("=HH", buf, off)
+        if length < 4:
+            break
+        out.append(buf[off + 4 : off + length])
+        off += (length + 3) & ~3
+    return out
+
+
+class GenlError(OSError):
+    """A generic netlink request the kernel refused: errno + its extack message, if any."""
+
+    def __init__(self, err: int, what: str, extack: str) -> None:
+        detail = f": {extack}" if extack else ""
+        name = "EOPNOTSUPP" if err == errno.EOPNOTSUPP else errno.errorcode.get(err, str(err))
+        super().__init__(err, f"{what}: {name}{detail}")
+        self.extack = extack
+
+
+def parse_error(payload: bytes, flags: int) -> tuple[int, str]:
+    """(positive errno or 0, extack message) from an NLMSG_ERROR message: `payload` after
+    its nlmsghdr, `flags` that header's flags. Needs a socket with NETLINK_CAP_ACK (the
+    request comes back as its header only); the kernel flags extack TLVs with
+    NLM_F_ACK_TLVS in the NLMSG_ERROR header."""
+    (err,) = struct.unpack_from("=i", payload)
+    msg = ""
+    if flags & _NLM_F_ACK_TLVS:
+        tlvs = attr_parse(payload[4 + _NLMSGHDR.size :])
+        msg = tlvs.get(_NLMSGERR_ATTR_MSG, b"").rstrip(b"\0").decode(errors="replace")
+    return -err, msg
+
+
+@dataclasses.dataclass(frozen=True)
+class GenlFamily:
+    id: int
+    name: str
+    version: int
+    ops: frozenset[int]
+
+
+class Genl:
+    """A NETLINK_GENERIC socket in the calling thread's network namespace."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
+        try:
+            self.sock.setsockopt(_SOL_NETLINK, _NETLINK_EXT_ACK, 1)
+            self.sock.setsockopt(_SOL_NETLINK, _NETLINK_CAP_ACK, 1)
+            self.sock.bind((0, 0))
+        except BaseException:
+            self.sock.close()
+            raise
+        self.seq = 0
+
+    def __enter__(self) -> Genl:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def request(self, family: int, cmd: int, attrs: bytes, *, version: int = 1) -> list[bytes]:
+        """Send one request (with NLM_F_ACK); the attribute payloads of the replies.
+        GenlError with the kernel's errno and extack message on refusal."""
+        self.seq += 1
+        body = _GENLMSGHDR.pack(cmd, version, 0) + attrs
+        flags = _NLM_F_REQUEST | _NLM_F_ACK
+        self.sock.send(
+            _NLMSGHDR.pack(_NLMSGHDR.size + len(body), family, flags, self.seq, 0) + body
+        )
+        replies: list[bytes] = []
+        while True:
+            data = self.sock.recv(65536)
+            off = 0
+            while off + _NLMSGHDR.size <= len(data):
+                length, typ, msg_flags, seq, _pid = _NLMSGHDR.unpack_from(data, off)
+                payload = data[off + _NLMSGHDR.size : off + length]
+                off += (length + 3) & ~3
+                if seq != self.seq:
+                    continue
+                if typ == _NLMSG_ERROR:
+                    err, msg = parse_error(payload, msg_flags)
+                    if err:
+                        raise GenlError(err, f"genl family {family} cmd {cmd}", msg)
+                    return replies
+                if typ == _NLMSG_DONE:
+                    return replies
+                replies.append(payload[_GENLMSGHDR.size :])
+
+    def family(self, name: str) -> GenlFamily:
+        """CTRL_CMD_GETFAMILY: the family's id, version and operations (GenlError ENOENT
+        when the kernel has no such family)."""
+        (reply,) = self.request(
+            GENL_ID_CTRL, CTRL_CMD_GETFAMILY, attr(CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0")
+        )
+        attrs = attr_parse(reply)
+        ops = frozenset(
+            struct.unpack("=I", attr_parse(op)[CTRL_ATTR_OP_ID])[0]
+            for op in attr_list(attrs.get(CTRL_ATTR_OPS, b""))
+            if CTRL_ATTR_OP_ID in attr_parse(op)
+        )
+        return GenlFamily(
+            id=struct.unpack("=H", attrs[CTRL_ATTR_FAMILY_ID])[0],
+            name=attrs[CTRL_ATTR_FAMILY_NAME].rstrip(b"\0").decode(),
+            version=struct.unpack("=I", attrs[CTRL_ATTR_VERSION])[0],
+            ops=ops,
+        )
+
+
+def queue_create_attrs(
+    ifindex: int,
+    lease_ifindex: int,
+    lease_queue: int,
+    *,
+    netns_id: int | None = None,
+    queue_type: int = NETDEV_QUEUE_TYPE_RX,
+    lease_queue_type: int = NETDEV_QUEUE_TYPE_RX,
+) -> bytes:
+    """Attributes of NETDEV_CMD_QUEUE_CREATE: a new queue on `ifindex` (the netkit device)
+    leasing queue `lease_queue` of `lease_ifindex` (in netns `netns_id` if given)."""
+    lease = [
+        attr_u32(NETDEV_A_LEASE_IFINDEX, lease_ifindex),
+        attr_nest(
+            NETDEV_A_LEASE_QUEUE,
+            attr_u32(NETDEV_A_QUEUE_ID, lease_queue),
+            attr_u32(NETDEV_A_QUEUE_TYPE, lease_queue_type),
+        ),
+    ]
+    if netns_id is not None:
+        lease.append(attr(NETDEV_A_LEASE_NETNS_ID, struct.pack("=i", netns_id)))
+    return (
+        attr_u32(NETDEV_A_QUEUE_IFINDEX, ifindex)
+        + attr_u32(NETDEV_A_QUEUE_TYPE, queue_type)
+        + attr_nest(NETDEV_A_QUEUE_LEASE, *lease)
+    )
+
+
+def queue_create(ifindex: int, lease_ifindex: int, lease_queue: int, **kwargs: Any) -> int:
+    """NETDEV_CMD_QUEUE_CREATE in the calling thread's netns; returns the new queue's id.
+    GenlError ENOENT if there is no netdev family, EOPNOTSUPP if it lacks the command."""
+    with Genl() as genl:
+        fam = genl.family("netdev")
+        if NETDEV_CMD_QUEUE_CREATE not in fam.ops:
+            raise GenlError(
+                errno.EOPNOTSUPP,
+                "genl family netdev",
+                f"no queue-create op (NETDEV_CMD_QUEUE_CREATE={NETDEV_CMD_QUEUE_CREATE}); "
+                f"ops: {sorted(fam.ops)}",
+            )
+        attrs = queue_create_attrs(ifindex, lease_ifindex, lease_queue, **kwargs)
+        (reply,) = genl.request(fam.id, NETDEV_CMD_QUEUE_CREATE, attrs, version=fam.version)
+        return int(struct.unpack("=I", attr_parse(reply)[NETDEV_A_QUEUE_ID])[0])
