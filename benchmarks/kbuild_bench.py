@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -32,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness import kbuild, kcache, sources
-from harness.errors import KmatrixError
+from harness.errors import CommandError, KmatrixError
 from harness.runner import format_argv, run, which
 
 #: defconfig-based build of linux-source-6.12 on these machines (ENVIRONMENT.md)
@@ -62,12 +63,20 @@ def boot_seconds(image: Path, boots: int) -> list[float]:
     env = {"PATH": f"{venv_bin}:{os.environ.get('PATH', '')}"}
     times = []
     for _ in range(boots):
-        argv = [vng, "--disable-kvm", "-r", str(image), "--exec", "uname -r"]
+        # -v: the console too. Without udev on the host, virtme-ng-init finds no
+        # /dev/virtio-ports links, runs the command on the console and vng exits 255; the
+        # command's output is then only on the console, so success is "uname -r printed".
+        argv = [vng, "-v", "--disable-kvm", "-r", str(image), "--exec", "uname -r"]
         print(f"  $ {format_argv(argv)}", flush=True)
         t0 = time.monotonic()
-        out = run(argv, env=env, timeout=600).stdout.strip().splitlines()
-        times.append(time.monotonic() - t0)
-        print(f"    -> {out[-1] if out else '?'} in {times[-1]:.1f}s", flush=True)
+        proc = run(argv, env=env, timeout=600, check=False)
+        elapsed = time.monotonic() - t0
+        releases = [ln.strip() for ln in proc.stdout.splitlines()
+                    if re.fullmatch(r"\d+\.\d+\S*", ln.strip())]
+        if not releases:
+            raise CommandError(argv, proc.returncode, proc.stdout)
+        times.append(elapsed)
+        print(f"    -> {releases[-1]} in {elapsed:.1f}s (vng exit {proc.returncode})", flush=True)
     return times
 
 
@@ -101,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         entry = kcache.lookup(plan.key)
         if entry is None:
             raise SystemExit(f"{args.spec} is not in the cache after building it")
-        clean = float(entry.meta.get("build_seconds", 0.0))
+        history = entry.meta.get("builds") or [{"seconds": entry.meta.get("build_seconds")}]
+        clean = float(history[0].get("seconds") or 0.0)  # the first build of this entry
         figures["clean_build_s"] = clean
         figures["defconfig_build_s"] = DEFCONFIG_MINUTES * 60
         figures["first_command_s"] = round(t_first, 1)

@@ -486,6 +486,11 @@ def _build_locked(
             "host": platform.node(),
             "check": check.as_dict(),
         }
+        # keep the history of --force rebuilds: the first one is the clean-build figure
+        previous = kcache.lookup(plan.key, cache)
+        history = list(previous.meta.get("builds", [])) if previous else []
+        meta["builds"] = [*history, {"seconds": meta["build_seconds"],
+                                     "at": meta["created"], "objects_dir": plan.dirkey}]
         shutil.copy2(log, stage / "build.log")
         dest = kcache.store(stage, plan.key, meta, cache)
     entry = kcache.read_entry(dest, with_size=False)
