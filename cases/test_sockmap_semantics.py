@@ -373,8 +373,10 @@ def test_sockmap_link(progs: Progs, tcp_pairs: Callable[[], Pair]) -> None:
 @pytest.mark.requires("sockmap", "sk_skb")
 def test_stream_parser_frames_records(progs: Progs, attached: Attached,
                                       tcp_pairs: Callable[[], Pair]) -> None:
-    """The parser returns 100: the verdict sees whole 100-byte records, whatever the
-    segmentation, and a partial record waits for the rest."""
+    """The parser returns 100: a record that arrives in pieces is held until it is whole
+    (a return value above skb->len means "wait for more"), then the verdict runs once per
+    record and the reader gets exactly the records; two records in one send are two
+    verdicts. (The pattern of selftests prog_tests/sockmap_strp.c, partial read.)"""
     progs.configure(parse_len=100, action=ACT_PASS)
     attached.attach(progs.prog("prog_parser"), progs.sock_map, lb.BPF_SK_SKB_STREAM_PARSER)
     attached.attach(progs.prog("prog_stream_verdict"), progs.sock_map,
@@ -382,21 +384,19 @@ def test_stream_parser_frames_records(progs: Progs, attached: Attached,
     pair = tcp_pairs()
     pair.a.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     progs.sock_map.update(0, pair.b.fileno())
-    data = payload(300, 7)
-    for chunk in (data[:30], data[30:150], data[150:250]):
-        send_all(pair.a, chunk, timeout=TIMEOUT)
-        time.sleep(0.05)
-    got = recv_exact(pair.b, 200, timeout=TIMEOUT)
-    assert got == data[:200], first_difference(data[:200], got)
-    assert_nothing_arrives(pair.b, grace=GRACE, what="half a record")
-    send_all(pair.a, data[250:], timeout=TIMEOUT)
-    try:
+    data = payload(400, 7)
+    for n, (first, second) in enumerate(((30, 70), (60, 40))):
+        record = data[n * 100:(n + 1) * 100]
+        send_all(pair.a, record[:first], timeout=TIMEOUT)
+        assert_nothing_arrives(pair.b, grace=GRACE, what=f"record {n}: {first} of 100 bytes")
+        send_all(pair.a, record[first:first + second], timeout=TIMEOUT)
         got = recv_exact(pair.b, 100, timeout=TIMEOUT)
-    except TimeoutError as exc:
-        raise AssertionError(f"third record never delivered ({exc}); verdict lengths "
-                             f"{progs.lengths()}, parser calls {progs.count(PARSER)}") from None
+        assert got == record, first_difference(record, got)
+    send_all(pair.a, data[200:], timeout=TIMEOUT)  # two whole records in one send
+    got = recv_exact(pair.b, 200, timeout=TIMEOUT)
     assert got == data[200:], first_difference(data[200:], got)
-    assert progs.count(SKB_CALLS) == 3, f"verdict ran {progs.count(SKB_CALLS)}x for 3 " \
+    assert_nothing_arrives(pair.b, grace=GRACE, what="after the last record")
+    assert progs.count(SKB_CALLS) == 4, f"verdict ran {progs.count(SKB_CALLS)}x for 4 " \
         f"records (skb lengths {progs.lengths()})"
 
 
