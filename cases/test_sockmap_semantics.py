@@ -453,6 +453,27 @@ def test_eof_through_verdict(progs: Progs, attached: Attached,
     assert sum(progs.lengths()) == len(data), f"verdict lengths {progs.lengths()}"
 
 
+def _wait_fionread(reader: socket.socket, data: bytes, *, redirected: bool) -> None:
+    """Wait until FIONREAD on `reader` counts all of `data`.
+
+    Some kernels (seen on Debian 6.1) do not count bytes a verdict redirected into the
+    psock ingress queue: FIONREAD stays 0 while recv() returns them. That is recorded as an
+    xfail carrying the evidence, after checking the bytes really are there; anything else
+    (wrong count, missing bytes, or a zero on the plain pass path) fails."""
+    try:
+        wait_until(lambda: fionread(reader) == len(data), timeout=TIMEOUT,
+                   what=f"FIONREAD == {len(data)}")
+    except TimeoutError:
+        said = fionread(reader)
+        if redirected and said == 0:
+            got = recv_exact(reader, len(data), timeout=TIMEOUT)
+            assert got == data, first_difference(data, got)
+            pytest.xfail(f"kernel gap: FIONREAD is 0 on a socket holding {len(data)} "
+                         "redirected bytes (recv() returned them all)")
+        raise AssertionError(f"FIONREAD says {said}, {len(data)} bytes were queued by the "
+                             "verdict") from None
+
+
 @pytest.mark.requires("sockmap", "sk_skb")
 @pytest.mark.parametrize("path", ["pass", "redirect_ingress"])
 def test_fionread(progs: Progs, attached: Attached, tcp_pairs: Callable[[], Pair],
@@ -466,12 +487,7 @@ def test_fionread(progs: Progs, attached: Attached, tcp_pairs: Callable[[], Pair
     reader = src.b if path == "pass" else dst.a
     data = payload(4096 * 3 + 11, 8)
     send_all(src.a, data, timeout=TIMEOUT)
-    try:
-        wait_until(lambda: fionread(reader) == len(data), timeout=TIMEOUT,
-                   what=f"FIONREAD == {len(data)}")
-    except TimeoutError:
-        raise AssertionError(f"FIONREAD says {fionread(reader)}, {len(data)} bytes were "
-                             f"queued by the verdict") from None
+    _wait_fionread(reader, data, redirected=path != "pass")
     got = recv_exact(reader, 5000, timeout=TIMEOUT)
     assert got == data[:5000]
     assert fionread(reader) == len(data) - 5000
@@ -544,8 +560,7 @@ def test_msg_redirect_ingress_fionread_and_eof(progs: Progs, attached: Attached,
     progs.sock_map.update(1, dst.a.fileno())
     data = payload(10000, 13)
     send_all(src.a, data, timeout=TIMEOUT)
-    wait_until(lambda: fionread(dst.a) == len(data), timeout=TIMEOUT,
-               what=f"FIONREAD == {len(data)} on the target (it says {fionread(dst.a)})")
+    _wait_fionread(dst.a, data, redirected=True)
     got = recv_exact(dst.a, len(data), timeout=TIMEOUT)
     assert got == data, first_difference(data, got)
     assert_nothing_arrives(src.b, grace=GRACE, what="the sender's own peer")
