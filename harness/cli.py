@@ -13,6 +13,29 @@ from .paths import PROJECT_ROOT
 EXIT_USAGE = 2
 
 
+#: options (ours and pytest's usual ones) whose value is the next argument
+_VALUE_OPTIONS = frozenset({
+    "-k", "-m", "-p", "-o", "-n", "--tb", "--maxfail", "--junitxml", "--junit-xml",
+    "--rootdir", "--confcutdir", "--deselect", "--ignore", "--results-dir", "--accel",
+    "--boot-timeout", "--case-timeout", "--watchdog-grace", "--vm-cpus", "--vm-memory",
+    "--dist", "--basetemp", "-W",
+})
+
+
+def _positional_args(args: list[str]) -> list[str]:
+    """The test paths/node ids among pytest arguments (values of options excluded)."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _VALUE_OPTIONS:
+            skip = True
+        elif not arg.startswith("-"):
+            out.append(arg)
+    return out
+
+
 def _cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
     import pytest
 
@@ -24,7 +47,7 @@ def _cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
         argv += ["--kernel", spec]
     if args.jobs:
         argv += ["-n", str(args.jobs)]
-    if not any(not a.startswith("-") and os.path.exists(a) for a in rest):
+    if not _positional_args(rest):
         rest = [*rest, "cases"]
     argv += ["-p", "no:cacheprovider"] if args.no_cache else []
     argv += rest
