@@ -73,8 +73,28 @@ def _from_path(spec: str) -> Kernel:
         release = image.parent.name
     elif image.name.startswith("vmlinuz-"):
         release = image.name[len("vmlinuz-") :]
+    _check_modules_visible(image, release)
     label = make_label(release or path.resolve().name)
     return Kernel(spec=spec, label=label, image=image, release=release, origin=f"image {image}")
+
+
+#: host folders the guest does not see as they are: virtme-ng gives it private tmpfs there
+_GUEST_PRIVATE = (Path("/tmp"), Path("/var/tmp"))
+
+
+def _check_modules_visible(image: Path, release: str | None) -> None:
+    """Modules beside an image are read by the guest over 9p; under /tmp or /var/tmp the
+    guest sees an empty tmpfs instead and every module load fails. Say so up front."""
+    if release is None:
+        return
+    root = image.parent
+    mods = [root] if (root / "kernel").is_dir() else []
+    mods += [d for d in (root.parent / "lib/modules" / release,) if d.is_dir()]
+    if mods and any(image.is_relative_to(p) for p in _GUEST_PRIVATE):
+        raise KernelSpecError(
+            f"kernel '{image}': its modules are under {image.parent.parent.parent}, which the "
+            "guest sees as an empty tmpfs (virtme-ng overlays /tmp and /var/tmp)",
+            hint="move the extracted kernel elsewhere (e.g. ~/kernels) or use debian:X.Y")
 
 
 def _host() -> Kernel:

@@ -54,3 +54,12 @@ def test_extracted_7x_layout(tmp_path: Path) -> None:
     fake_bzimage(mod / "vmlinuz")
     k = resolve(str(tmp_path))
     assert k.release == "7.3.4+deb13-amd64" and k.label == "7.3.4+deb13-amd64"
+
+
+def test_modules_under_tmp_are_refused(tmp_path: Path) -> None:
+    """The guest sees /tmp as an empty tmpfs: a modular kernel there could load nothing."""
+    mod = tmp_path / "usr/lib/modules/7.3.4+deb13-amd64"
+    (mod / "kernel").mkdir(parents=True)
+    fake_bzimage(mod / "vmlinuz")
+    with pytest.raises(KernelSpecError, match="empty tmpfs"):
+        resolve(str(tmp_path))
