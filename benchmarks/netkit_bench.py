@@ -1,0 +1,183 @@
+"""netkit (L3, L2) vs veth vs loopback, per kernel: TCP stream throughput and request/response
+latency between two network namespaces (harness/bench_netkit.py measures inside the guest).
+
+    .venv/bin/python -m benchmarks.netkit_bench --kernel debian:6.12 [--kernel debian:7.3]
+
+Boots each kernel itself (harness.kernels.resolve + harness.accel.choose + harness.vm.GuestVM)
+and runs benchmarks/guest_netkit_bench.py::test_netkit_bench in it, one VM per kernel. Prints
+the ratio table (path / host: throughput > 1 and latency < 1 mean the path beats loopback
+in one namespace) and writes results/netkit-bench-TIMESTAMP/{netkit_bench.json,
+netkit_bench.svg}. The plot reuses benchmarks.sockmap_bench.write_svg (its "redirect paths"
+become the netkit/veth paths, its "tcp" baseline the loopback one; throughput sits at the
+64 KiB write size on the x axis, latency at the RR message size).
+
+Under TCG every absolute number is an emulated one and even the ratios are distorted (the
+emulated CPU, not the data path, dominates): read them as rough relative figures only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from benchmarks import sockmap_bench as sb
+from harness.accel import choose
+from harness.bench_netkit import PATHS, RR_SIZE, WRITE_SIZE
+from harness.bpfobj import cache_root, object_path
+from harness.kernels import resolve
+from harness.vm import GuestVM, VMOptions
+
+NODE = "benchmarks/guest_netkit_bench.py::test_netkit_bench"
+MARKER = "NETKIT_BENCH_JSON "
+BASE = "host"
+OTHERS = tuple(p for p in PATHS if p != BASE)
+
+
+def _extract(verdict: dict[str, Any]) -> dict[str, Any]:
+    for report in verdict.get("reports", []):
+        for _name, text in report.get("sections", []):
+            for line in str(text).splitlines():
+                if line.startswith(MARKER):
+                    return dict(json.loads(line[len(MARKER):]))
+    detail = [r.get("longrepr", "") for r in verdict.get("reports", [])]
+    raise RuntimeError(f"no benchmark result from the guest: {verdict.get('collect_errors')} "
+                       f"{detail} {str(verdict.get('output', ''))[-2000:]}")
+
+
+def run_kernel(spec: str, out_dir: Path, duration: float, accel: str,
+               boot_timeout: float) -> dict[str, Any]:
+    kernel = resolve(spec)
+    acc = choose(accel, kernel.image)
+    print(f"== {kernel.label}: accelerator {acc.name} ({acc.reason})", flush=True)
+    budget = 180 + len(PATHS) * (2 * duration + 60)
+    t0 = time.monotonic()
+    options = VMOptions(boot_timeout=boot_timeout)
+    with GuestVM(kernel, acc, out_dir / f"console-{kernel.label}.log", [NODE],
+                 options) as vm:
+        verdict = vm.run_case(NODE, budget)
+    result = _extract(verdict)
+    result.update(kernel=kernel.label, accel=acc.name, wall_s=time.monotonic() - t0)
+    return result
+
+
+def ratios(result: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """{path: {"throughput": path/host, "latency": median RTT path/host}} (None if missing)."""
+    base = result["paths"].get(BASE, {})
+    out: dict[str, dict[str, float | None]] = {}
+    for path in OTHERS:
+        point = result["paths"].get(path, {})
+        thr = lat = None
+        if "stream" in point and "stream" in base:
+            thr = point["stream"]["bps"] / base["stream"]["bps"]
+        if "rr" in point and "rr" in base:
+            lat = point["rr"]["median_us"] / base["rr"]["median_us"]
+        out[path] = {"throughput": thr, "latency": lat}
+    return out
+
+
+def _fmt(x: float | None) -> str:
+    return "     -" if x is None else f"{x:6.2f}"
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    print("\nratio path / host (loopback in one netns).  throughput: >1 = path faster; "
+          "latency (median RR RTT): <1 = path faster")
+    print("NOTE: TCG (emulated CPU) distorts absolute figures, and the ratios too: "
+          "indicative only.")
+    head = f"{'kernel':12} | {'host MB/s':>9} {'host p50 us':>11} |"
+    for path in OTHERS:
+        head += f" {path + ' thr':>14} {path + ' lat':>14} |"
+    print(head)
+    print("-" * len(head))
+    for result in results:
+        rat = ratios(result)
+        base = result["paths"].get(BASE, {})
+        mbs = base["stream"]["bps"] / 1e6 if "stream" in base else float("nan")
+        p50 = base["rr"]["median_us"] if "rr" in base else float("nan")
+        line = f"{result['kernel']:12} | {mbs:9.1f} {p50:11.0f} |"
+        for path in OTHERS:
+            line += f" {_fmt(rat[path]['throughput']):>14} {_fmt(rat[path]['latency']):>14} |"
+        print(line)
+    print("\nabsolute figures (stream MB/s, RR median / p99 us):")
+    for result in results:
+        for path in PATHS:
+            point = result["paths"].get(path, {})
+            if "stream" in point and "rr" in point:
+                print(f"  {result['kernel']:12} {path:10} {point['stream']['bps'] / 1e6:9.1f} "
+                      f"MB/s  {point['rr']['median_us']:8.0f} / {point['rr']['p99_us']:8.0f} us"
+                      f"  ({point['rr']['round_trips']} round trips)")
+            else:
+                why = point.get("skipped") or point.get("error") or "not measured"
+                print(f"  {result['kernel']:12} {path:10} {why}")
+
+
+def write_svg(results: list[dict[str, Any]], path: Path) -> None:
+    """The sockmap benchmark's plot, fed sockmap-shaped results: baseline "tcp" = host,
+    redirect paths = netkit/veth paths, throughput at x = write size, latency at x = RR
+    size."""
+    shaped: list[dict[str, Any]] = []
+    for result in results:
+        rr_key, wr_key = str(result.get("rr_size", RR_SIZE)), str(WRITE_SIZE)
+        paths: dict[str, Any] = {}
+        for name in PATHS:
+            point = result["paths"].get(name, {})
+            per: dict[str, Any] = {rr_key: {}, wr_key: {}}
+            if "stream" in point:
+                per[wr_key]["throughput"] = point["stream"]
+            if "rr" in point:
+                per[rr_key]["latency"] = point["rr"]
+            paths["tcp" if name == BASE else name] = per
+        shaped.append({"kernel": result["kernel"], "paths": paths,
+                       "sizes": sorted({int(rr_key), WRITE_SIZE})})
+    with mock.patch.object(sb, "REDIRECTS", OTHERS):
+        sb.write_svg(shaped, path)
+    text = path.read_text().replace("redirect / TCP", "path / host (loopback)")
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kernel", action="append", required=True,
+                    help="kernel spec (debian:6.12, an image path, ...); repeat for more")
+    ap.add_argument("--duration", type=float, default=1.0,
+                    help="seconds per measurement (stream and RR each; TCG is slow)")
+    ap.add_argument("--rr-size", type=int, default=RR_SIZE, help="RR message size in bytes")
+    ap.add_argument("--accel", default="auto")
+    ap.add_argument("--boot-timeout", type=float, default=900.0,
+                    help="seconds to wait for the guest agent (a loaded host boots slowly)")
+    ap.add_argument("--out", type=Path, default=None, help="output folder")
+    args = ap.parse_args(argv)
+    out_dir = args.out or Path("results") / f"netkit-bench-{time.strftime('%Y%m%d-%H%M%S')}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    object_path("probe_tc")  # the netkit probe loads it; the guest only reads the cache
+    request = cache_root() / "netkit-bench" / "request.json"
+    request.parent.mkdir(parents=True, exist_ok=True)
+    request.write_text(json.dumps({"duration": args.duration, "paths": list(PATHS),
+                                   "rr_size": args.rr_size}))
+    results: list[dict[str, Any]] = []
+    failed = 0
+    for spec in args.kernel:
+        try:
+            results.append(run_kernel(spec, out_dir, args.duration, args.accel,
+                                      args.boot_timeout))
+        except Exception as exc:  # one kernel's failure must not lose the others
+            failed += 1
+            print(f"{spec}: benchmark failed: {exc}", file=sys.stderr)
+    if not results:
+        return 1
+    for result in results:
+        result["ratios"] = ratios(result)
+    (out_dir / "netkit_bench.json").write_text(json.dumps(results, indent=1))
+    write_svg(results, out_dir / "netkit_bench.svg")
+    print_table(results)
+    print(f"\nwrote {out_dir / 'netkit_bench.json'} and {out_dir / 'netkit_bench.svg'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
