@@ -13,15 +13,15 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from .accel import choose
 from .errors import CommandError
 from .kernels import resolve
+from .paths import PROJECT_ROOT
 from .runner import run, which
-from .vm import GuestVM
+from .vm import GuestVM, VMOptions
 
 NOOP_CASE = "tests/vm_cases/test_guest_basics.py::test_noop"
 
@@ -42,27 +42,29 @@ def plain_vng_boot(image: Path, accel_args: list[str]) -> float:
 
 
 def run_boot_bench(spec: str, cases: int = 10, accel: str = "auto",
-                   json_out: str | None = None) -> int:
+                   json_out: str | None = None, boot_timeout: float = 900.0) -> int:
     kernel = resolve(spec)
     acc = choose(accel, kernel.image)
     print(f"kernel {kernel.label} ({kernel.origin}), accelerator {acc.name}: {acc.reason}")
     plain = plain_vng_boot(kernel.image, acc.vng_args)
     print(f"plain `vng --exec true` boot: {plain:.1f}s")
-    with tempfile.TemporaryDirectory(prefix="kmatrix-bench-") as tmp:
-        t0 = time.monotonic()
-        with GuestVM(kernel, acc, Path(tmp) / "console.log", [NOOP_CASE]) as vm:
-            first = vm.run_case(NOOP_CASE, 300)
-            boot_to_first = time.monotonic() - t0
-            assert vm.info is not None
-            per_case: list[float] = []
-            for _ in range(cases):
-                t1 = time.monotonic()
-                res = vm.run_case(NOOP_CASE, 300)
-                per_case.append(time.monotonic() - t1)
-                if not any(r["outcome"] == "passed" for r in res.get("reports", [])):
-                    print(f"no-op case did not pass: {res}", file=sys.stderr)
-                    return 1
-            info = vm.info
+    console_log = PROJECT_ROOT / "results" / f"bench-console-{kernel.label}.log"
+    print(f"console log: {console_log}")
+    t0 = time.monotonic()
+    with GuestVM(kernel, acc, console_log, [NOOP_CASE],
+                 VMOptions(boot_timeout=boot_timeout)) as vm:
+        first = vm.run_case(NOOP_CASE, 300)
+        boot_to_first = time.monotonic() - t0
+        assert vm.info is not None
+        per_case: list[float] = []
+        for _ in range(cases):
+            t1 = time.monotonic()
+            res = vm.run_case(NOOP_CASE, 300)
+            per_case.append(time.monotonic() - t1)
+            if not any(r["outcome"] == "passed" for r in res.get("reports", [])):
+                print(f"no-op case did not pass: {res}", file=sys.stderr)
+                return 1
+        info = vm.info
     mean = statistics.mean(per_case)
     figures = {
         "kernel": kernel.label, "release": info.release, "accel": acc.name,

@@ -65,7 +65,7 @@ def _cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
     from .bench import run_boot_bench
 
     return run_boot_bench(args.kernel or "debian:6.12", cases=args.cases, accel=args.accel,
-                          json_out=args.json)
+                          json_out=args.json, boot_timeout=args.boot_timeout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cases", type=int, default=10, help="no-op cases to time")
     bench.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     bench.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    bench.add_argument("--boot-timeout", type=float, default=900.0,
+                       help="seconds to a ready guest (default 900: loaded hosts are slow)")
     bench.set_defaults(handler=_cmd_bench)
 
     try:
