@@ -90,7 +90,7 @@ def markdown_matrix(results: RunResults) -> str:
                     row.append("yes")
                 else:
                     detail = str(p.get("detail", "")).replace("|", "/")
-                    row.append(f"no ({detail[:80]})")
+                    row.append(f"no ({detail[:160]})")
             lines.append(f"| {name} | " + " | ".join(row) + " |")
     bad = [c for c in results.cases if c.status >= Status.FAIL]
     if bad:
