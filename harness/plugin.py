@@ -24,7 +24,7 @@ import pytest
 from .errors import BootError, KmatrixError, VMLostError
 from .guest.markers import REQUIRES_HELP, skip_unsupported
 from .results import CaseResult, Status
-from .session import SessionState, state_key
+from .session import SessionState, kernel_label_of, state_key
 from .verdict import Phases, interpret
 
 KERNEL_FIXTURE = "kmatrix_kernel"
@@ -256,15 +256,9 @@ class ResultRecorder:
     def __init__(self, state: SessionState) -> None:
         self.state = state
 
-    def _label_of(self, nodeid: str) -> str | None:
-        for k in self.state.kernels:
-            if nodeid.endswith((f"[{k.label}]", f"-{k.label}]")):
-                return k.label
-        return None
-
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        label = self._label_of(report.nodeid)
+        label = kernel_label_of(report.nodeid, [k.label for k in self.state.kernels])
         if label is None:
             return
         props = dict(report.user_properties)

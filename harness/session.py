@@ -188,4 +188,12 @@ def build_bpf_objects() -> None:
     bpfobj.build_all()
 
 
+def kernel_label_of(nodeid: str, labels: list[str]) -> str | None:
+    """The kernel label a host node id ends with (`...[x-debian-6.12]`), if any."""
+    for label in labels:
+        if nodeid.endswith((f"[{label}]", f"-{label}]")):
+            return label
+    return None
+
+
 state_key = pytest.StashKey[SessionState]()

@@ -13,15 +13,12 @@ class KernelSchedulingPlugin:
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
         from xdist.scheduler import LoadScopeScheduling
 
-        from .session import state_key
+        from .session import kernel_label_of, state_key
 
         labels = [k.label for k in config.stash[state_key].kernels]
 
         class KernelScheduling(LoadScopeScheduling):  # type: ignore[misc]
             def _split_scope(self, nodeid: str) -> str:
-                for label in labels:
-                    if nodeid.endswith((f"[{label}]", f"-{label}]")):
-                        return label
-                return nodeid
+                return kernel_label_of(nodeid, labels) or nodeid
 
         return KernelScheduling(config, log)

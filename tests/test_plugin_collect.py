@@ -68,3 +68,12 @@ def test_bad_kernel_is_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--kernel", "/nonexistent", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*kernel '/nonexistent': no such file or directory*"])
+
+
+def test_kernel_label_of() -> None:
+    from harness.session import kernel_label_of
+
+    labels = ["debian-6.1", "debian-6.12"]
+    assert kernel_label_of("c/t.py::test_x[debian-6.12]", labels) == "debian-6.12"
+    assert kernel_label_of("c/t.py::test_x[ingress-debian-6.1]", labels) == "debian-6.1"
+    assert kernel_label_of("c/t.py::test_x[ingress]", labels) is None
