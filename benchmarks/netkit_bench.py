@@ -26,11 +26,9 @@ from typing import Any
 from unittest import mock
 
 from benchmarks import sockmap_bench as sb
-from harness.accel import choose
+from benchmarks.guest_driver import run_kernels, run_node
 from harness.bench_netkit import PATHS, RR_SIZE, WRITE_SIZE
 from harness.bpfobj import cache_root, object_path
-from harness.kernels import resolve
-from harness.vm import GuestVM, VMOptions
 
 NODE = "benchmarks/guest_netkit_bench.py::test_netkit_bench"
 MARKER = "NETKIT_BENCH_JSON "
@@ -38,31 +36,10 @@ BASE = "host"
 OTHERS = tuple(p for p in PATHS if p != BASE)
 
 
-def _extract(verdict: dict[str, Any]) -> dict[str, Any]:
-    for report in verdict.get("reports", []):
-        for _name, text in report.get("sections", []):
-            for line in str(text).splitlines():
-                if line.startswith(MARKER):
-                    return dict(json.loads(line[len(MARKER):]))
-    detail = [r.get("longrepr", "") for r in verdict.get("reports", [])]
-    raise RuntimeError(f"no benchmark result from the guest: {verdict.get('collect_errors')} "
-                       f"{detail} {str(verdict.get('output', ''))[-2000:]}")
-
-
 def run_kernel(spec: str, out_dir: Path, duration: float, accel: str,
                boot_timeout: float) -> dict[str, Any]:
-    kernel = resolve(spec)
-    acc = choose(accel, kernel.image)
-    print(f"== {kernel.label}: accelerator {acc.name} ({acc.reason})", flush=True)
     budget = 180 + len(PATHS) * (2 * duration + 60)
-    t0 = time.monotonic()
-    options = VMOptions(boot_timeout=boot_timeout)
-    with GuestVM(kernel, acc, out_dir / f"console-{kernel.label}.log", [NODE],
-                 options) as vm:
-        verdict = vm.run_case(NODE, budget)
-    result = _extract(verdict)
-    result.update(kernel=kernel.label, accel=acc.name, wall_s=time.monotonic() - t0)
-    return result
+    return run_node(spec, NODE, MARKER, out_dir, budget, accel, boot_timeout)
 
 
 def ratios(result: dict[str, Any]) -> dict[str, dict[str, float | None]]:
@@ -159,15 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     request.parent.mkdir(parents=True, exist_ok=True)
     request.write_text(json.dumps({"duration": args.duration, "paths": list(PATHS),
                                    "rr_size": args.rr_size}))
-    results: list[dict[str, Any]] = []
-    failed = 0
-    for spec in args.kernel:
-        try:
-            results.append(run_kernel(spec, out_dir, args.duration, args.accel,
+    results, failed = run_kernels(
+        args.kernel, lambda spec: run_kernel(spec, out_dir, args.duration, args.accel,
                                       args.boot_timeout))
-        except Exception as exc:  # one kernel's failure must not lose the others
-            failed += 1
-            print(f"{spec}: benchmark failed: {exc}", file=sys.stderr)
     if not results:
         return 1
     for result in results:

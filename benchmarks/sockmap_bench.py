@@ -23,42 +23,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.accel import choose
+from benchmarks.guest_driver import run_kernels, run_node
 from harness.bench_sockmap import PATHS, SIZES
 from harness.bpfobj import cache_root, object_path
-from harness.kernels import resolve
-from harness.vm import GuestVM, VMOptions
 
 NODE = "benchmarks/guest_sockmap_bench.py::test_sockmap_bench"
 MARKER = "SOCKMAP_BENCH_JSON "
 REDIRECTS = tuple(p for p in PATHS if p != "tcp")
 
 
-def _extract(verdict: dict[str, Any]) -> dict[str, Any]:
-    for report in verdict.get("reports", []):
-        for _name, text in report.get("sections", []):
-            for line in str(text).splitlines():
-                if line.startswith(MARKER):
-                    return dict(json.loads(line[len(MARKER):]))
-    detail = [r.get("longrepr", "") for r in verdict.get("reports", [])]
-    raise RuntimeError(f"no benchmark result from the guest: {verdict.get('collect_errors')} "
-                       f"{detail} {str(verdict.get('output', ''))[-2000:]}")
-
-
 def run_kernel(spec: str, out_dir: Path, sizes: list[int], duration: float,
                accel: str, boot_timeout: float) -> dict[str, Any]:
-    kernel = resolve(spec)
-    acc = choose(accel, kernel.image)
-    print(f"== {kernel.label}: accelerator {acc.name} ({acc.reason})", flush=True)
     budget = 120 + len(PATHS) * len(sizes) * (2 * duration + 20)
-    t0 = time.monotonic()
-    options = VMOptions(boot_timeout=boot_timeout)
-    with GuestVM(kernel, acc, out_dir / f"console-{kernel.label}.log", [NODE],
-                 options) as vm:
-        verdict = vm.run_case(NODE, budget)
-    result = _extract(verdict)
-    result.update(kernel=kernel.label, accel=acc.name, wall_s=time.monotonic() - t0)
-    return result
+    return run_node(spec, NODE, MARKER, out_dir, budget, accel, boot_timeout)
 
 
 def ratios(result: dict[str, Any]) -> dict[str, dict[str, dict[str, float | None]]]:
@@ -207,15 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     request.parent.mkdir(parents=True, exist_ok=True)
     request.write_text(json.dumps({"sizes": sizes, "duration": args.duration,
                                    "paths": list(PATHS)}))
-    results: list[dict[str, Any]] = []
-    failed = 0
-    for spec in args.kernel:
-        try:
-            results.append(run_kernel(spec, out_dir, sizes, args.duration, args.accel,
+    results, failed = run_kernels(
+        args.kernel, lambda spec: run_kernel(spec, out_dir, sizes, args.duration, args.accel,
                                       args.boot_timeout))
-        except Exception as exc:  # one kernel's failure must not lose the others
-            failed += 1
-            print(f"{spec}: benchmark failed: {exc}", file=sys.stderr)
     if not results:
         return 1
     for result in results:

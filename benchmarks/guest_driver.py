@@ -1,0 +1,57 @@
+"""What the benchmark drivers share: boot a kernel, run one guest benchmark node in it, and
+pull the JSON line it printed out of the verdict; then the same over several kernels."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness.accel import choose
+from harness.kernels import resolve
+from harness.vm import GuestVM, VMOptions
+
+
+def extract(verdict: dict[str, Any], marker: str) -> dict[str, Any]:
+    """The JSON object the guest node printed after `marker` (in its captured output)."""
+    for report in verdict.get("reports", []):
+        for _name, text in report.get("sections", []):
+            for line in str(text).splitlines():
+                if line.startswith(marker):
+                    return dict(json.loads(line[len(marker):]))
+    detail = [r.get("longrepr", "") for r in verdict.get("reports", [])]
+    raise RuntimeError(f"no benchmark result from the guest: {verdict.get('collect_errors')} "
+                       f"{detail} {str(verdict.get('output', ''))[-2000:]}")
+
+
+def run_node(spec: str, node: str, marker: str, out_dir: Path, budget: float, accel: str,
+             boot_timeout: float) -> dict[str, Any]:
+    """Boot `spec`, run guest node `node` with a `budget` seconds timeout, return its result
+    with the kernel label, accelerator and wall time added."""
+    kernel = resolve(spec)
+    acc = choose(accel, kernel.image)
+    print(f"== {kernel.label}: accelerator {acc.name} ({acc.reason})", flush=True)
+    t0 = time.monotonic()
+    with GuestVM(kernel, acc, out_dir / f"console-{kernel.label}.log", [node],
+                 VMOptions(boot_timeout=boot_timeout)) as vm:
+        verdict = vm.run_case(node, budget)
+    result = extract(verdict, marker)
+    result.update(kernel=kernel.label, accel=acc.name, wall_s=time.monotonic() - t0)
+    return result
+
+
+def run_kernels(specs: list[str],
+                run_one: Callable[[str], dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """run_one(spec) for each kernel; (results, number of kernels that failed)."""
+    results: list[dict[str, Any]] = []
+    failed = 0
+    for spec in specs:
+        try:
+            results.append(run_one(spec))
+        except Exception as exc:  # one kernel's failure must not lose the others
+            failed += 1
+            print(f"{spec}: benchmark failed: {exc}", file=sys.stderr)
+    return results, failed
