@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "a kernel image, a kernel tree or tarball")
     group.addoption("--accel", choices=("auto", "kvm", "tcg"), default="auto",
                     help="QEMU accelerator; auto uses KVM only where it boots a kernel")
-    group.addoption("--vm-cpus", type=int, default=2, help="guest CPUs (default 2)")
+    group.addoption("--vm-cpus", type=int, default=None,
+                    help="guest CPUs (default: 2, fewer when parallel VMs would outnumber "
+                         "the host's cores: oversubscribed TCG vCPUs slow boots 5x)")
     group.addoption("--vm-memory", default="2G", help="guest memory (default 2G)")
     group.addoption("--boot-timeout", type=float, default=300.0,
-                    help="seconds from VM start to a ready guest (default 300)")
+                    help="seconds a boot may go without a sign of progress (kernel console "
+                         "output before the agent starts, then the agent's progress "
+                         "messages); a boot never takes more than 3x this (default 300)")
     group.addoption("--case-timeout", type=float, default=DEFAULT_CASE_TIMEOUT,
                     help="per-case timeout in the guest, seconds (default 180); a case may "
                          "set its own with @pytest.mark.case_timeout(N)")
@@ -240,6 +245,18 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return
     if nextitem is None or getattr(nextitem, "label", None) != item.label:
         item.state.pool.close(item.label)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Setup and teardown errors of a guest item get the same short text as its call phase
+    (pytest would print the host's traceback through the runner for them)."""
+    report = yield
+    if (isinstance(item, GuestItem) and call.excinfo is not None and call.when != "call"
+            and isinstance(call.excinfo.value, GuestFailure | KmatrixError)):
+        report.longrepr = item.repr_failure(call.excinfo)
+    return report
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -37,6 +37,7 @@ def junit_xml(results: RunResults) -> str:
             "kernel.release": info.release, "kernel.package_version": info.package_version,
             "accelerator": info.accel, "accelerator.reason": info.accel_reason,
             "boots": str(len(info.boots)),
+            "vm.cpus": str(info.vcpus or ""), "vm.memory": info.memory,
         }
         for feature, probe in sorted(info.probes.items()):
             state = "supported" if probe.get("supported") else "unsupported"
@@ -60,14 +61,15 @@ def markdown_matrix(results: RunResults) -> str:
     """Kernel x feature: pass/fail/skip counts per cell, then the probe table."""
     labels = list(results.kernels) or sorted({c.kernel for c in results.cases})
     lines = ["# kmatrix compatibility matrix", ""]
-    lines.append("| kernel | release | accel | boots | boot s |")
-    lines.append("|---|---|---|---|---|")
+    lines.append("| kernel | release | accel | vCPUs | boots | boot s |")
+    lines.append("|---|---|---|---|---|---|")
     for label in labels:
         k = results.kernel(label)
         boot_s = ", ".join(f"{v:.1f}" for v in k.boots.values()) or "-"
         release = k.release or (f"did not boot: {k.boot_error.splitlines()[0]}"
                                 if k.boot_error else "-")
-        lines.append(f"| {label} | {release} | {k.accel or '-'} | {len(k.boots)} | {boot_s} |")
+        lines.append(f"| {label} | {release} | {k.accel or '-'} | {k.vcpus or '-'} | "
+                     f"{len(k.boots)} | {boot_s} |")
     lines += ["", "## Cases (feature x kernel)", ""]
     lines.append("| feature | " + " | ".join(labels) + " |")
     lines.append("|---" * (len(labels) + 1) + "|")

@@ -36,6 +36,9 @@ class KernelInfo:
     package_version: str = ""
     accel: str = ""
     accel_reason: str = ""
+    #: guest CPUs and memory the VMs got
+    vcpus: int = 0
+    memory: str = ""
     #: feature -> {"supported": bool, "detail": str}, from the guest's probes
     probes: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: host seconds from vng start to agent ready, one entry per boot

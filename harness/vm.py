@@ -41,8 +41,9 @@ _CONSOLE_TAIL_LINES = 60
 class VMOptions:
     cpus: int = 2
     memory: str = "2G"
-    #: seconds from QEMU start to the agent's "ready" (TCG boots take 15-30 s)
-    boot_timeout: float = 240.0
+    #: seconds a boot may go without progress (console output, agent progress messages);
+    #: a boot may take 3x this in all (TCG boots to a ready agent take 60-70 s here)
+    boot_timeout: float = 300.0
     #: host watchdog margin on top of a case's own timeout before the guest counts as hung
     watchdog_grace: float = 60.0
     #: extra vng arguments (e.g. ["--network", "loop"]) for suites that need NICs
@@ -57,6 +58,42 @@ class BootInfo:
     boot_s: float
     #: guest uptime at ready, import and probe times (guest clock)
     guest: dict[str, float] = field(default_factory=dict)
+
+
+class BootClock:
+    """When a boot counts as stuck: no progress (new console output, an agent progress
+    message) for `stall` seconds, or not ready after `cap_factor` x `stall` in all."""
+
+    def __init__(self, stall: float, cap_factor: float = 3.0) -> None:
+        self.stall = stall
+        self.cap = stall * cap_factor
+        self.start = self.last = time.monotonic()
+        self.stage = "kernel boot"
+        self._console = -1
+
+    def progress(self, stage: str = "") -> None:
+        self.last = time.monotonic()
+        if stage:
+            self.stage = stage
+
+    def console(self, size: int) -> None:
+        if size != self._console:
+            if self._console >= 0:
+                self.last = time.monotonic()
+            self._console = size
+
+    def expired(self) -> str:
+        now = time.monotonic()
+        if now - self.start > self.cap:
+            return f"guest agent not ready after {now - self.start:.0f}s " \
+                   f"(limit: 3 x --boot-timeout {self.stall:.0f}s)"
+        if now - self.last > self.stall:
+            return f"no sign of progress for {now - self.last:.0f}s " \
+                   f"(--boot-timeout {self.stall:.0f}s)"
+        return ""
+
+    def where(self) -> str:
+        return f"last stage: {self.stage}, {time.monotonic() - self.start:.0f}s after start"
 
 
 class GuestVM:
@@ -135,21 +172,21 @@ class GuestVM:
                                         args=(self._proc.stdout, self.console_log),
                                         name=f"console-{self.kernel.label}", daemon=True)
         self._copier.start()
+        clock = BootClock(self.options.boot_timeout)
         try:
-            deadline = t0 + self.options.boot_timeout
             listener.settimeout(1.0)
             while self._conn is None:
-                self._check_boot(deadline)
+                self._check_boot(clock)
                 try:
                     self._conn, _ = listener.accept()
                 except TimeoutError:
                     continue
-            hello = self._recv(deadline, boot=True)
+            hello = self._recv_boot(clock)
             if hello.get("op") != "hello":
                 raise BootError(f"{self.kernel.label}: unexpected first message {hello!r}")
             t_hello = time.monotonic()
             self._conn.sendall(encode({"op": "collect", "nodeids": self.nodeids}))
-            collected = self._recv(deadline, boot=True)
+            collected = self._recv_boot(clock)
         finally:
             listener.close()
         if collected.get("op") != "collected":
@@ -164,18 +201,44 @@ class GuestVM:
         log.info("%s ready in %.1fs (%s)", self.kernel.label, self.info.boot_s,
                  self.info.release)
 
-    def _check_boot(self, deadline: float) -> None:
+    def _recv_boot(self, clock: BootClock) -> Message:
+        """The next message of the boot handshake; the agent's progress messages and new
+        console output keep the boot alive, silence beyond the stall window ends it."""
+        while True:
+            self._check_boot(clock)
+            try:
+                msg = self._recv(time.monotonic() + 1.0)
+            except TimeoutError:
+                clock.console(self.console_size())
+                continue
+            except EOFError:
+                self._check_boot(clock, gone=True)
+                raise
+            if msg.get("op") == "progress":
+                clock.progress(str(msg.get("stage", "")))
+                continue
+            return msg
+
+    def _check_boot(self, clock: BootClock, gone: bool = False) -> None:
         assert self._proc is not None
-        if self._proc.poll() is not None:
-            tail = self.console_tail()
+        if gone or self._proc.poll() is not None:
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+            if self._copier is not None:
+                self._copier.join(timeout=5)
             raise BootError(
                 f"{self.kernel.label}: the VM exited ({self._proc.returncode}) before the "
-                f"guest agent was ready", tail,
+                f"guest agent was ready ({clock.where()})", self.console_tail(),
                 hint=f"see the console log {self.console_log}")
-        if time.monotonic() > deadline:
-            raise BootError(
-                f"{self.kernel.label}: no guest agent after {self.options.boot_timeout:.0f}s",
-                self.console_tail(), hint=f"see the console log {self.console_log}")
+        clock.console(self.console_size())
+        why = clock.expired()
+        if why:
+            raise BootError(f"{self.kernel.label}: {why} ({clock.where()})",
+                            self.console_tail(), hint=f"see the console log {self.console_log}"
+                            " ; a slow host may need a larger --boot-timeout or fewer "
+                            "parallel VMs (-n)")
 
     def close(self) -> None:
         """Ask the agent to shut down; kill whatever is left; always reap and clean up."""
@@ -205,13 +268,11 @@ class GuestVM:
             self._tmp = None
 
     # -- channel ---------------------------------------------------------------------------
-    def _recv(self, deadline: float, boot: bool = False) -> Message:
+    def _recv(self, deadline: float) -> Message:
         assert self._conn is not None
         while not self._pending:
             left = deadline - time.monotonic()
             if left <= 0:
-                if boot:
-                    self._check_boot(deadline)
                 raise TimeoutError
             self._conn.settimeout(min(left, 1.0))
             try:
@@ -222,8 +283,6 @@ class GuestVM:
                 else:
                     continue
             if not data:
-                if boot:
-                    self._check_boot(0)  # raises: the VM is gone
                 raise EOFError
             self._pending.extend(self._buf.feed(data))
         return self._pending.pop(0)

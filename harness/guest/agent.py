@@ -197,6 +197,12 @@ class AgentLoop:
         self.items: dict[str, Any] = {}
         self.collect_errors: list[str] = []
 
+    def pytest_collectstart(self, collector: Any) -> None:
+        import pytest
+
+        if isinstance(collector, pytest.Module):
+            self.channel.send({"op": "progress", "stage": f"collecting {collector.nodeid}"})
+
     def pytest_collectreport(self, report: Any) -> None:
         if report.failed:
             self.collect_errors.append(f"{report.nodeid}: {report.longreprtext}")
@@ -240,12 +246,15 @@ def _warm_inspect_cache() -> None:
     inspect.getmodule(_warm_inspect_cache.__code__)
 
 
-def _run_probes() -> dict[str, dict[str, Any]]:
+def _run_probes(channel: Channel) -> dict[str, dict[str, Any]]:
+    def progress(feature: str) -> None:
+        channel.send({"op": "progress", "stage": f"probe {feature}"})
+
     try:
         from .probes import probe_all
 
         return {name: {"supported": r.supported, "detail": r.detail}
-                for name, r in probe_all().items()}
+                for name, r in probe_all(progress).items()}
     except Exception as exc:  # a broken probe module must not take the agent down
         return {"_error": {"supported": False, "detail": f"probes failed: {exc!r}"}}
 
@@ -253,13 +262,14 @@ def _run_probes() -> dict[str, dict[str, Any]]:
 def main() -> int:
     t0 = time.monotonic()
     channel = Channel(find_port())
+    channel.send({"op": "progress", "stage": "agent started"})
     os.environ["KMATRIX_GUEST"] = "1"
     import pytest
 
     import harness.plugin  # noqa: F401  (guest side of the plugin, with its imports)
 
     t_import = time.monotonic()
-    probes = _run_probes()
+    probes = _run_probes(channel)
     uptime = float(Path("/proc/uptime").read_text().split()[0])
     channel.send({"op": "hello", "release": os.uname().release, "probes": probes,
                   "uptime": uptime, "import_s": t_import - t0,

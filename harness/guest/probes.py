@@ -273,9 +273,15 @@ def probe(feature: str) -> ProbeResult:
         return ProbeResult(feature, False, f"probe error: {type(exc).__name__}: {exc}")
 
 
-def probe_all() -> dict[str, ProbeResult]:
-    """Every feature's result, in FEATURES order."""
-    return {feature: probe(feature) for feature in FEATURES}
+def probe_all(before: Callable[[str], None] | None = None) -> dict[str, ProbeResult]:
+    """Every feature's result, in FEATURES order; `before(feature)` is called before each
+    probe (the agent reports progress with it)."""
+    out: dict[str, ProbeResult] = {}
+    for feature in FEATURES:
+        if before is not None:
+            before(feature)
+        out[feature] = probe(feature)
+    return out
 
 
 def main() -> None:
