@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from .errors import KmatrixError
 from .paths import PROJECT_ROOT
@@ -34,6 +35,29 @@ def _positional_args(args: list[str]) -> list[str]:
         elif not arg.startswith("-"):
             out.append(arg)
     return out
+
+
+def _anchor_paths(args: argparse.Namespace, rest: list[str], cwd: Path) -> None:
+    """Kernel paths and test paths the user typed are relative to where they typed them;
+    make them absolute before the CLI moves to the project root."""
+    from .kernels import absolute_spec
+
+    for attr in ("kernel", "specs", "target"):
+        value = getattr(args, attr, None)
+        if isinstance(value, list):
+            setattr(args, attr, [absolute_spec(v, cwd) for v in value])
+        elif isinstance(value, str):
+            setattr(args, attr, absolute_spec(value, cwd))
+    if isinstance(getattr(args, "tree", None), Path):
+        args.tree = cwd / args.tree
+    if cwd.resolve() == PROJECT_ROOT.resolve():
+        return
+    positional = set(_positional_args(rest))
+    for i, arg in enumerate(rest):
+        if arg in positional and not os.path.isabs(arg):
+            path = cwd / arg.split("::", 1)[0]
+            if path.exists():
+                rest[i] = str(cwd / arg)
 
 
 def _cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
@@ -122,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if rest and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    _anchor_paths(args, rest, Path.cwd())
     os.chdir(PROJECT_ROOT)  # node ids are relative to the project root, host and guest
     try:
         return int(args.handler(args, rest))

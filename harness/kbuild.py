@@ -464,8 +464,10 @@ def _build_locked(
         shutil.copy2(obj / "arch" / "x86" / "boot" / "bzImage", stage / "bzImage")
         shutil.copy2(obj / ".config", stage / "config")
         if modules:
+            # KEY/lib/modules/RELEASE next to KEY/bzImage: virtme-ng looks for the modules
+            # of an image in lib/modules of the folders above it, so the guest gets them
             run(make_argv(tree, obj, plan.toolchain, jobs, "modules_install",
-                          f"INSTALL_MOD_PATH={stage / 'modroot'}"), env=env)
+                          f"INSTALL_MOD_PATH={stage}"), env=env)
         meta: dict[str, Any] = {
             "key": plan.key,
             "dirkey": plan.dirkey,

@@ -2,7 +2,8 @@
 
 Layout under `$KMATRIX_CACHE/kernels` (default `~/.cache/kmatrix/kernels`):
 
-    build/images/KEY/     one built kernel: bzImage, config, build.log, meta.json
+    build/images/KEY/     one built kernel: bzImage, config, build.log, meta.json and,
+                          when the config has modules, lib/modules/RELEASE
     build/objs/DIRKEY/    the O= build folder, kept for incremental rebuilds
     src/...               unpacked sources (Debian linux-source, tarballs)
     downloads/...         fetched tarballs

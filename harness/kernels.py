@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from . import debian
@@ -107,6 +108,19 @@ def _host() -> Kernel:
         )
     return Kernel(spec="host", label=make_label(f"host-{release}"), image=image,
                   release=release, origin=f"host kernel {release}")
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def absolute_spec(spec: str, cwd: Path) -> str:
+    """A path spec made absolute against `cwd`; other specs unchanged. The CLI runs pytest
+    from the project root, so `--kernel ./linux` must be anchored where the user typed it."""
+    spec = spec.strip()
+    if not spec or spec == "host" or _SCHEME.match(spec):
+        return spec
+    path = Path(spec).expanduser()
+    return os.path.normpath(path if path.is_absolute() else cwd / path)
 
 
 def resolve(spec: str) -> Kernel:

@@ -66,8 +66,9 @@ def markdown_matrix(results: RunResults) -> str:
     for label in labels:
         k = results.kernel(label)
         boot_s = ", ".join(f"{v:.1f}" for v in k.boots.values()) or "-"
-        release = k.release or (f"did not boot: {k.boot_error.splitlines()[0]}"
-                                if k.boot_error else "-")
+        release = k.release or "-"
+        if k.boot_error:
+            release += f" - did not boot: {k.boot_error.splitlines()[0]}"
         lines.append(f"| {label} | {release} | {k.accel or '-'} | {k.vcpus or '-'} | "
                      f"{len(k.boots)} | {boot_s} |")
     lines += ["", "## Cases (feature x kernel)", ""]

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import kernels
 from harness.errors import KernelSpecError
 from harness.kernels import is_bootable_image, resolve
 
@@ -63,3 +64,30 @@ def test_modules_under_tmp_are_refused(tmp_path: Path) -> None:
     fake_bzimage(mod / "vmlinuz")
     with pytest.raises(KernelSpecError, match="empty tmpfs"):
         resolve(str(tmp_path))
+
+
+@pytest.mark.parametrize(("spec", "want"), [
+    ("debian:6.12", "debian:6.12"),
+    ("debian-source:6.12@-netkit", "debian-source:6.12@-netkit"),
+    ("https://cdn.kernel.org/linux-6.12.tar.xz", "https://cdn.kernel.org/linux-6.12.tar.xz"),
+    ("host", "host"),
+    ("./linux", "/home/dev/linux"),
+    ("linux@-netkit", "/home/dev/linux@-netkit"),
+    ("../src/bzImage", "/home/src/bzImage"),
+    ("/boot/vmlinuz", "/boot/vmlinuz"),
+])
+def test_absolute_spec(spec: str, want: str) -> None:
+    assert kernels.absolute_spec(spec, Path("/home/dev")) == want
+
+
+def test_cli_anchors_kernel_and_test_paths(tmp_path: Path) -> None:
+    from harness import cli
+
+    (tmp_path / "my_cases.py").write_text("")
+    args, rest = cli.build_parser().parse_known_args(
+        ["run", "--kernel", "./linux", "--kernel", "debian:7.3", "-k", "my_cases.py",
+         "my_cases.py::test_x", "cases"])
+    cli._anchor_paths(args, rest, tmp_path)
+    assert args.kernel == [str(tmp_path / "linux"), "debian:7.3"]
+    # the -k value is left alone; an existing path is anchored; "cases" (absent here) stays
+    assert rest == ["-k", "my_cases.py", f"{tmp_path}/my_cases.py::test_x", "cases"]

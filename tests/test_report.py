@@ -51,3 +51,19 @@ def test_json_round_trip() -> None:
     res = sample()
     again = RunResults.from_json(res.to_json())
     assert again.to_json() == res.to_json()
+
+
+def test_kernel_rows_show_vcpus_and_boot_errors() -> None:
+    res = sample()
+    res.kernels["debian-6.12"].vcpus = 1
+    res.kernels["debian-7.3"] = KernelInfo(
+        "debian-7.3", release="7.3.4-amd64", accel="tcg", vcpus=1,
+        boot_error="debian-7.3: no sign of progress for 301s\n  hint: see the console log")
+    md = markdown_matrix(res)
+    assert "| debian-6.12 | 6.12.117 | tcg | 1 | 1 | 21.0 |" in md
+    assert ("| debian-7.3 | 7.3.4-amd64 - did not boot: debian-7.3: no sign of progress "
+            "for 301s | tcg | 1 | 0 | - |") in md
+    props = {p.get("name"): p.get("value")
+             for s in ET.fromstring(junit_xml(res)).iter("testsuite")
+             if s.get("name") == "kmatrix.debian-6.12" for p in s.iter("property")}
+    assert props["vm.cpus"] == "1"

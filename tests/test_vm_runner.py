@@ -99,3 +99,24 @@ def test_bad_kernel_fails_fast(spec: str, expect: str) -> None:
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert expect in proc.stderr + proc.stdout
+
+
+def test_boot_that_stops_progressing(tmp_path: Path) -> None:
+    """A boot that cannot finish in its window is an ERROR of the kernel's first case, with
+    the stage reached and the console tail; the kernel's next case fails fast, unbooted."""
+    results = tmp_path / "results"
+    argv = [sys.executable, "-m", "harness.cli", "run", "--no-cache", "--kernel", KERNEL,
+            "--boot-timeout", "3", "--results-dir", str(results),
+            "tests/vm_cases/test_guest_basics.py", "-k", "runs_in_guest or fails_in_guest"]
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    print(proc.stdout[-4000:], proc.stderr[-2000:])
+    assert proc.returncode == 1
+    got = outcomes(results / "junit.xml")
+    first, second = (got[name] for name in ("test_runs_in_guest", "test_fails_in_guest"))
+    assert first[0] == second[0] == "error"
+    assert "no sign of progress" in first[1] or "not ready after" in first[1]
+    assert "last stage: " in first[1]
+    assert "--- console tail ---" in first[1]
+    assert "Traceback" not in first[1] and "harness/vm.py" not in first[1]
+    assert "not retried: this kernel already failed to boot" in second[1]
+    assert "did not boot" in (results / "matrix.md").read_text()
