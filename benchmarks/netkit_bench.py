@@ -7,9 +7,7 @@ Boots each kernel itself (harness.kernels.resolve + harness.accel.choose + harne
 and runs benchmarks/guest_netkit_bench.py::test_netkit_bench in it, one VM per kernel. Prints
 the ratio table (path / host: throughput > 1 and latency < 1 mean the path beats loopback
 in one namespace) and writes results/netkit-bench-TIMESTAMP/{netkit_bench.json,
-netkit_bench.svg}. The plot reuses benchmarks.sockmap_bench.write_svg (its "redirect paths"
-become the netkit/veth paths, its "tcp" baseline the loopback one; throughput sits at the
-64 KiB write size on the x axis, latency at the RR message size).
+netkit_bench.svg} (bars per kernel and path, drawn by benchmarks/svg_plot.py).
 
 Under TCG every absolute number is an emulated one and even the ratios are distorted (the
 emulated CPU, not the data path, dominates): read them as rough relative figures only.
@@ -23,10 +21,9 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
-from benchmarks import sockmap_bench as sb
 from benchmarks.guest_driver import run_kernels, run_node
+from benchmarks.svg_plot import ratio_bars
 from harness.bench_netkit import PATHS, RR_SIZE, WRITE_SIZE
 from harness.bpfobj import cache_root, object_path
 
@@ -94,27 +91,16 @@ def print_table(results: list[dict[str, Any]]) -> None:
 
 
 def write_svg(results: list[dict[str, Any]], path: Path) -> None:
-    """The sockmap benchmark's plot, fed sockmap-shaped results: baseline "tcp" = host,
-    redirect paths = netkit/veth paths, throughput at x = write size, latency at x = RR
-    size."""
-    shaped: list[dict[str, Any]] = []
+    """Two panels (stream throughput, RR median RTT), each a group of bars per kernel with
+    one bar per path: its ratio to loopback in one namespace; dashed line at 1."""
+    panels: dict[str, dict[str, dict[str, float | None]]] = {
+        f"throughput path / host ({WRITE_SIZE // 1024} KiB writes)": {},
+        "median RR RTT path / host": {}}
     for result in results:
-        rr_key, wr_key = str(result.get("rr_size", RR_SIZE)), str(WRITE_SIZE)
-        paths: dict[str, Any] = {}
-        for name in PATHS:
-            point = result["paths"].get(name, {})
-            per: dict[str, Any] = {rr_key: {}, wr_key: {}}
-            if "stream" in point:
-                per[wr_key]["throughput"] = point["stream"]
-            if "rr" in point:
-                per[rr_key]["latency"] = point["rr"]
-            paths["tcp" if name == BASE else name] = per
-        shaped.append({"kernel": result["kernel"], "paths": paths,
-                       "sizes": sorted({int(rr_key), WRITE_SIZE})})
-    with mock.patch.object(sb, "REDIRECTS", OTHERS):
-        sb.write_svg(shaped, path)
-    text = path.read_text().replace("redirect / TCP", "path / host (loopback)")
-    path.write_text(text)
+        rat = ratios(result)
+        for title, metric in zip(panels, ("throughput", "latency"), strict=True):
+            panels[title][result["kernel"]] = {p: rat[p][metric] for p in OTHERS}
+    ratio_bars(path, panels, OTHERS)
 
 
 def main(argv: list[str] | None = None) -> int:

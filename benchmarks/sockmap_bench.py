@@ -7,8 +7,8 @@ measures inside the guest).
 Boots each kernel itself (harness.kernels.resolve + harness.accel.choose + harness.vm.GuestVM)
 and runs benchmarks/guest_sockmap_bench.py::test_sockmap_bench in it, one VM at a time. Prints
 the ratio table (redirect / TCP: throughput > 1 and latency < 1 mean the redirect wins) and
-writes results/sockmap-bench-TIMESTAMP/{sockmap_bench.json, sockmap_bench.svg}. The plot is
-drawn by the small SVG writer below (no matplotlib: it is not installed and not needed).
+writes results/sockmap-bench-TIMESTAMP/{sockmap_bench.json, sockmap_bench.svg} (drawn by
+benchmarks/svg_plot.py).
 
 Under TCG every absolute number is an emulated one; the ratios are what to read.
 """
@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.guest_driver import run_kernels, run_node
+from benchmarks.svg_plot import COLOURS, Series, human, ratio_lines
 from harness.bench_sockmap import PATHS, SIZES
 from harness.bpfobj import cache_root, object_path
 
@@ -60,10 +60,6 @@ def _fmt(x: float | None) -> str:
     return "   err" if x is None else f"{x:6.2f}"
 
 
-def _human(size: int) -> str:
-    return f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
-
-
 def print_table(results: list[dict[str, Any]]) -> None:
     print("\nratio redirect / TCP  (throughput: >1 = redirect faster; "
           "latency (median RTT): <1 = redirect faster)")
@@ -79,7 +75,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
             tcp = result["paths"]["tcp"].get(key, {})
             mbs = tcp["throughput"]["bps"] / 1e6 if "throughput" in tcp else float("nan")
             rtt = tcp["latency"]["median_us"] if "latency" in tcp else float("nan")
-            line = f"{result['kernel']:10} {_human(size):>8} | {mbs:9.1f} {rtt:10.0f} |"
+            line = f"{result['kernel']:10} {human(size):>8} | {mbs:9.1f} {rtt:10.0f} |"
             for path in REDIRECTS:
                 point = rat[path].get(key, {})
                 line += f" {_fmt(point.get('throughput')):>16} {_fmt(point.get('latency')):>16} |"
@@ -92,75 +88,23 @@ def print_table(results: list[dict[str, Any]]) -> None:
 
 # --------------------------------------------------------------------------- SVG
 
-_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+_TITLES = ("throughput redirect / TCP", "median RTT redirect / TCP")
 
 
 def write_svg(results: list[dict[str, Any]], path: Path) -> None:
     """Two panels (throughput ratio, latency ratio) vs message size (log x, log y), one
     line per kernel x redirect path, a dashed line at 1 (= TCP)."""
-    w, h, pad, gap = 460, 320, 55, 40
-    width = 2 * w + gap + 20
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{h + 90}" '
-             'font-family="sans-serif" font-size="11">',
-             f'<rect width="{width}" height="{h + 90}" fill="white"/>']
-    series: list[tuple[str, str, list[tuple[int, float]], list[tuple[int, float]]]] = []
+    series: list[Series] = []
     for i, result in enumerate(results):
         rat = ratios(result)
         for j, rpath in enumerate(REDIRECTS):
-            colour = _COLOURS[(2 * i + j) % len(_COLOURS)]
-            thr = [(int(s), v["throughput"]) for s, v in rat[rpath].items()
-                   if v["throughput"]]
-            lat = [(int(s), v["latency"]) for s, v in rat[rpath].items() if v["latency"]]
-            series.append((f"{result['kernel']} {rpath}", colour,
-                           [(s, float(v)) for s, v in thr], [(s, float(v)) for s, v in lat]))
-    sizes = sorted({int(s) for r in results for s in r["sizes"]}) or [64, 262144]
-    x0, x1 = math.log2(sizes[0]), math.log2(sizes[-1])
-    for panel, (title, idx) in enumerate((("throughput redirect / TCP", 2),
-                                          ("median RTT redirect / TCP", 3))):
-        ox = 10 + panel * (w + gap)
-        values = [v for s in series for _, v in (s[2] if idx == 2 else s[3])] + [1.0]
-        lo = min(values) / 1.3
-        hi = max(values) * 1.3
-        y0, y1 = math.log10(lo), math.log10(hi)
-
-        def px(size: float, ox: int = ox) -> float:
-            return ox + pad + (math.log2(size) - x0) / max(x1 - x0, 1e-9) * (w - pad - 10)
-
-        def py(v: float, y0: float = y0, y1: float = y1) -> float:
-            return 20 + (1 - (math.log10(v) - y0) / max(y1 - y0, 1e-9)) * (h - 50)
-
-        parts.append(f'<text x="{ox + w / 2}" y="14" text-anchor="middle" '
-                     f'font-weight="bold">{title}</text>')
-        parts.append(f'<rect x="{ox + pad}" y="20" width="{w - pad - 10}" height="{h - 50}" '
-                     'fill="none" stroke="#444"/>')
-        for size in sizes:
-            parts.append(f'<text x="{px(size):.1f}" y="{h - 15}" text-anchor="middle">'
-                         f'{_human(size)}</text>')
-        for tick in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50):
-            if lo <= tick <= hi:
-                parts.append(f'<text x="{ox + pad - 5}" y="{py(tick) + 4:.1f}" '
-                             f'text-anchor="end">{tick:g}</text>')
-                parts.append(f'<line x1="{ox + pad}" x2="{ox + w - 10}" y1="{py(tick):.1f}" '
-                             f'y2="{py(tick):.1f}" stroke="#ddd"/>')
-        parts.append(f'<line x1="{ox + pad}" x2="{ox + w - 10}" y1="{py(1):.1f}" '
-                     f'y2="{py(1):.1f}" stroke="#000" stroke-dasharray="4 3"/>')
-        for _label, colour, thr_pts, lat_pts in series:
-            points = thr_pts if idx == 2 else lat_pts
-            if not points:
-                continue
-            coords = " ".join(f"{px(s):.1f},{py(v):.1f}" for s, v in sorted(points))
-            parts.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" '
-                         'stroke-width="2"/>')
-            for s, v in points:
-                parts.append(f'<circle cx="{px(s):.1f}" cy="{py(v):.1f}" r="3" '
-                             f'fill="{colour}"/>')
-    for k, (label, colour, _thr, _lat) in enumerate(series):
-        x = 20 + (k % 3) * 300
-        y = h + 20 + (k // 3) * 16
-        parts.append(f'<rect x="{x}" y="{y - 9}" width="12" height="10" fill="{colour}"/>')
-        parts.append(f'<text x="{x + 18}" y="{y}">{label}</text>')
-    parts.append("</svg>")
-    path.write_text("\n".join(parts) + "\n")
+            s = Series(f"{result['kernel']} {rpath}", COLOURS[(2 * i + j) % len(COLOURS)])
+            for title, metric in zip(_TITLES, ("throughput", "latency"), strict=True):
+                s.points[title] = [(int(size), float(v[metric]))
+                                   for size, v in rat[rpath].items() if v[metric]]
+            series.append(s)
+    sizes = sorted({int(s) for r in results for s in r["sizes"]})
+    ratio_lines(path, _TITLES, series, sizes)
 
 
 def main(argv: list[str] | None = None) -> int:
