@@ -163,7 +163,7 @@ def redir_obj() -> Iterator[BpfObject]:
 
 @pytest.mark.parametrize(("map_name", "mode", "src", "dst"), _params())
 def test_redirect(redir_obj: BpfObject, map_name: str, mode: Mode, src: Kind,
-                  dst: Kind) -> None:
+                  dst: Kind, record_property: Callable[[str, object], None]) -> None:
     for kind in {src, dst}:
         if kind.is_vsock and (reason := vsock_unavailable()) is not None:
             pytest.skip(reason)
@@ -178,7 +178,8 @@ def test_redirect(redir_obj: BpfObject, map_name: str, mode: Mode, src: Kind,
     attach = lb.BPF_SK_MSG_VERDICT if mode.prog == "msg" else lb.BPF_SK_SKB_VERDICT
     lb.prog_attach(prog, in_map.fd, attach)
     try:
-        _run_pair(in_map, out_map, stats, mode, src, dst)
+        # what the kernel did with this pair goes into the report (observed.md)
+        record_property("observed", _run_pair(in_map, out_map, stats, mode, src, dst))
     finally:
         lb.prog_detach(prog, in_map.fd, attach)
         for smap in (in_map, out_map):  # normally gone with the closed sockets already
@@ -189,8 +190,8 @@ def test_redirect(redir_obj: BpfObject, map_name: str, mode: Mode, src: Kind,
                     raise
 
 
-def _insert(smap: lb.Map, sock: socket.socket, kind: Kind, role: str) -> str | None:
-    """Put `sock` at key 0; None on success, the refusal's description if the kernel
+def _insert(smap: lb.Map, sock: socket.socket, kind: Kind, role: str) -> tuple[str, str] | None:
+    """Put `sock` at key 0; None on success, (errno name, description) if the kernel
     refused it in one of its documented ways (never for TCP: the base feature)."""
     try:
         smap.update(0, sock.fileno(), lb.UpdateFlags.NOEXIST)
@@ -198,20 +199,23 @@ def _insert(smap: lb.Map, sock: socket.socket, kind: Kind, role: str) -> str | N
     except OSError as exc:
         if kind.is_tcp or exc.errno not in INSERT_REFUSALS:
             raise
-        return (f"map insert of {role} ({kind.value}) refused: "
-                f"{lb.errno_name(exc.errno)} ({INSERT_REFUSALS[exc.errno]})")
+        name = lb.errno_name(exc.errno)
+        return name, (f"map insert of {role} ({kind.value}) refused: "
+                      f"{name} ({INSERT_REFUSALS[exc.errno]})")
 
 
 def _run_pair(in_map: lb.Map, out_map: lb.Map, stats: Stats, mode: Mode, src: Kind,
-              dst: Kind) -> None:
+              dst: Kind) -> str:
+    """Run one pair; what the kernel did with it, in a few words (the report's category)."""
     name = f"{mode.id} {src.value} -> {dst.value}"
     with socket_pair(src) as pin, socket_pair(dst) as pout:
         in0, in1, out0, out1 = pin.a, pin.b, pout.a, pout.b
         for smap, sock, kind, role in ((in_map, in0, src, "in0"), (out_map, out0, dst, "out0")):
             refusal = _insert(smap, sock, kind, role)
             if refusal is not None:
-                print(f"VERDICT {name}: REFUSED {refusal}")
-                return
+                print(f"VERDICT {name}: REFUSED {refusal[1]}")
+                which = "source" if role == "in0" else "target"
+                return f"map insert of the {which} socket refused: {refusal[0]}"
         sender, peer = (in0, in1) if mode.prog == "msg" else (in1, in0)
         receiver = out0 if mode.ingress else out1
         everyone = {"in0": in0, "in1": in1, "out0": out0, "out1": out1}
@@ -239,7 +243,7 @@ def _run_pair(in_map: lb.Map, out_map: lb.Map, stats: Stats, mode: Mode, src: Ki
             assert seen == total, f"{name}: program saw {seen} bytes, {total} were sent"
             print(f"VERDICT {name}: DELIVERED {total} bytes in {len(sizes)} messages "
                   f"({', '.join(map(str, sizes))}) byte for byte; {passed} SK_PASS verdicts")
-            return
+            return "delivered"
 
         data = payload(64, 99)
         if mode.prog == "msg" and src.is_tcp:
@@ -254,6 +258,7 @@ def _run_pair(in_map: lb.Map, out_map: lb.Map, stats: Stats, mode: Mode, src: Ki
                 assert_nothing_arrives(sock, grace=GRACE if sock is peer else 0.01,
                                        what=f"{name}: {role}")
             print(f"VERDICT {name}: UNSUPPORTED send() EACCES, 1 SK_DROP, nothing delivered")
+            return "refused: send() EACCES, SK_DROP"
         elif mode.prog == "msg":
             # no sk_msg hook on a non-TCP sender: the bytes go to the original peer
             send_all(sender, data, timeout=IO_TIMEOUT)
@@ -265,6 +270,7 @@ def _run_pair(in_map: lb.Map, out_map: lb.Map, stats: Stats, mode: Mode, src: Ki
                     assert_nothing_arrives(sock, grace=0.01, what=f"{name}: {role}")
             print(f"VERDICT {name}: UNSUPPORTED sk_msg does not run on {src.value}; "
                   f"{len(data)} bytes reached the original peer unchanged")
+            return "sk_msg not run on the sender: bytes to the original peer"
         else:
             # bpf_sk_redirect_*() refuses the target: SK_DROP, the skb is freed
             send_all(sender, data, timeout=IO_TIMEOUT)
@@ -278,3 +284,4 @@ def _run_pair(in_map: lb.Map, out_map: lb.Map, stats: Stats, mode: Mode, src: Ki
                 assert not leaked, f"{name}: {len(leaked)} dropped bytes showed up at {role}"
             print(f"VERDICT {name}: UNSUPPORTED {drop} SK_DROP verdict(s), "
                   f"{len(data)} bytes dropped, nothing delivered anywhere")
+            return "refused: SK_DROP, bytes dropped"

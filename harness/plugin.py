@@ -26,10 +26,12 @@ from .errors import BootError, KmatrixError, VMLostError
 from .guest.markers import REQUIRES_HELP, skip_unsupported
 from .results import CaseResult, Status
 from .session import SessionState, kernel_label_of, state_key
-from .verdict import Phases, interpret
+from .verdict import Phases, guest_properties, interpret
 
 KERNEL_FIXTURE = "kmatrix_kernel"
 DEFAULT_CASE_TIMEOUT = 180.0
+#: prefix of the host item's user properties that carry a guest case's record_property
+GUEST_PROPERTY = "guest."
 
 
 def in_guest() -> bool:
@@ -160,6 +162,8 @@ class GuestItem(pytest.Item):
             self._crash = GuestFailure(_crash_text(exc, vm.console_log), Status.CRASH)
             return
         self.user_properties.append(("kmatrix_guest_s", f"{verdict.get('duration', 0):.3f}"))
+        self.user_properties += [(f"{GUEST_PROPERTY}{k}", v)
+                                 for k, v in guest_properties(verdict).items()]
         self._phases = interpret(verdict, self.guest_nodeid, self.timeout)
         if self._phases.setup_error is not None:
             raise GuestFailure(self._phases.setup_error, Status.ERROR)
@@ -303,7 +307,8 @@ class ResultRecorder:
         self.state.record(CaseResult(
             report.nodeid, label, _feature_of(report.nodeid), status, message=first,
             details=text, duration=report.duration,
-            guest_duration=float(str(props.get("kmatrix_guest_s", 0) or 0))))
+            guest_duration=float(str(props.get("kmatrix_guest_s", 0) or 0)),
+            observed=str(props.get(f"{GUEST_PROPERTY}observed", ""))))
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from junit_xml import TestCase, TestSuite, to_xml_report_string
@@ -11,8 +12,10 @@ from .results import CaseResult, RunResults, Status
 
 def _junit_case(c: CaseResult) -> TestCase:
     classname, _, name = c.nodeid.rpartition("::")
+    stdout = "\n".join(filter(None, [f"observed: {c.observed}" if c.observed else "",
+                                     c.output]))
     tc = TestCase(name=name, classname=classname.replace("/", ".").removesuffix(".py"),
-                  elapsed_sec=c.duration, stdout=c.output or None)
+                  elapsed_sec=c.duration, stdout=stdout or None)
     if c.status is Status.SKIP:
         tc.add_skipped_info(message=c.message)
     elif c.status is Status.FAIL:
@@ -78,6 +81,7 @@ def markdown_matrix(results: RunResults) -> str:
     for feature in sorted(matrix):
         row = [_cell(matrix[feature].get(label, {})) for label in labels]
         lines.append(f"| {feature} | " + " | ".join(row) + " |")
+    lines += _observed_counts(results, labels)
     probe_names = sorted({p for label in labels for p in results.kernel(label).probes})
     if probe_names:
         lines += ["", "## Feature probes (by trying, in the booted kernel)", ""]
@@ -104,6 +108,52 @@ def markdown_matrix(results: RunResults) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _observed_counts(results: RunResults, labels: list[str]) -> list[str]:
+    """Per feature, how many cases saw each behaviour on each kernel."""
+    observed = results.observations()
+    if not observed:
+        return []
+    lines = ["", "## Observed behaviour (cases per kernel; observed.md lists each case)", ""]
+    lines.append("| feature: observed | " + " | ".join(labels) + " |")
+    lines.append("|---" * (len(labels) + 1) + "|")
+    for feature in sorted(observed):
+        counts: dict[str, Counter[str]] = defaultdict(Counter)
+        for per_kernel in observed[feature].values():
+            for label, what in per_kernel.items():
+                counts[what][label] += 1
+        for what in sorted(counts):
+            row = [str(counts[what].get(label, "-")) for label in labels]
+            lines.append(f"| {feature}: {_md(what)} | " + " | ".join(row) + " |")
+    return lines
+
+
+def observed_markdown(results: RunResults) -> str:
+    """Every case that recorded what it observed, one row per case, one column per kernel;
+    the cases whose behaviour differs between kernels come first."""
+    labels = list(results.kernels) or sorted({c.kernel for c in results.cases})
+    lines = ["# kmatrix: observed behaviour per case and kernel", ""]
+    for feature, cases in sorted(results.observations().items()):
+        differ = {cid: per for cid, per in cases.items()
+                  if len({per.get(label, "-") for label in labels}) > 1}
+        same = {cid: per for cid, per in cases.items() if cid not in differ}
+        for title, group in ((f"{feature}: differs between kernels", differ),
+                             (f"{feature}: the same on every kernel", same)):
+            if not group:
+                continue
+            lines += [f"## {title} ({len(group)})", ""]
+            lines.append("| case | " + " | ".join(labels) + " |")
+            lines.append("|---" * (len(labels) + 1) + "|")
+            for cid in sorted(group):
+                row = [_md(group[cid].get(label, "-")) for label in labels]
+                lines.append(f"| `{cid.split('::', 1)[-1]}` | " + " | ".join(row) + " |")
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "/")
+
+
 def write_all(results: RunResults, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"junit": out_dir / "junit.xml", "matrix": out_dir / "matrix.md",
@@ -111,4 +161,7 @@ def write_all(results: RunResults, out_dir: Path) -> dict[str, Path]:
     paths["junit"].write_text(junit_xml(results))
     paths["matrix"].write_text(markdown_matrix(results))
     results.write_json(paths["json"])
+    if results.observations():
+        paths["observed"] = out_dir / "observed.md"
+        paths["observed"].write_text(observed_markdown(results))
     return paths

@@ -58,6 +58,9 @@ class CaseResult:
     duration: float = 0.0
     guest_duration: float = 0.0
     output: str = ""
+    #: what the case saw the kernel do, recorded in the guest with
+    #: record_property("observed", ...) (e.g. "delivered", "insert refused: EOPNOTSUPP")
+    observed: str = ""
 
 
 @dataclass
@@ -83,6 +86,14 @@ class RunResults:
             out[c.feature][c.kernel][c.status] += 1
         return out
 
+    def observations(self) -> dict[str, dict[str, dict[str, str]]]:
+        """feature -> case id without the kernel -> kernel -> what the case observed."""
+        out: dict[str, dict[str, dict[str, str]]] = defaultdict(lambda: defaultdict(dict))
+        for c in self.cases:
+            if c.observed:
+                out[c.feature][case_id(c.nodeid, c.kernel)][c.kernel] = c.observed
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {
             "kernels": {k: asdict(v) for k, v in self.kernels.items()},
@@ -101,3 +112,13 @@ class RunResults:
 
     def write_json(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=1))
+
+
+def case_id(nodeid: str, kernel: str) -> str:
+    """The node id without its kernel: `t.py::f[a-debian-6.12]` -> `t.py::f[a]`,
+    `t.py::f[debian-6.12]` -> `t.py::f`."""
+    if nodeid.endswith(f"[{kernel}]"):
+        return nodeid.removesuffix(f"[{kernel}]")
+    if nodeid.endswith(f"-{kernel}]"):
+        return nodeid.removesuffix(f"-{kernel}]") + "]"
+    return nodeid

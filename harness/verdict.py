@@ -27,6 +27,15 @@ class Phases:
     teardown_error: str | None = None
 
 
+def guest_properties(verdict: dict[str, Any]) -> dict[str, str]:
+    """What the case recorded with record_property in the guest (last phase wins)."""
+    out: dict[str, str] = {}
+    for report in verdict.get("reports", []):
+        for key, value in report.get("user_properties", []):
+            out[str(key)] = str(value)
+    return out
+
+
 def interpret(verdict: dict[str, Any], nodeid: str, timeout: float) -> Phases:
     reports = {r["when"]: r for r in verdict.get("reports", [])}
     problems = console.find_problems(verdict.get("dmesg", []))

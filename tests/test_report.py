@@ -1,9 +1,10 @@
 """Report writers read the result model only; check their output on a made-up run."""
 
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
-from harness.report import junit_xml, markdown_matrix
-from harness.results import CaseResult, KernelInfo, RunResults, Status
+from harness.report import junit_xml, markdown_matrix, observed_markdown, write_all
+from harness.results import CaseResult, KernelInfo, RunResults, Status, case_id
 
 
 def sample() -> RunResults:
@@ -67,3 +68,28 @@ def test_kernel_rows_show_vcpus_and_boot_errors() -> None:
              for s in ET.fromstring(junit_xml(res)).iter("testsuite")
              if s.get("name") == "kmatrix.debian-6.12" for p in s.iter("property")}
     assert props["vm.cpus"] == "1"
+
+
+def test_observed_behaviour_tables(tmp_path: Path) -> None:
+    assert case_id("t.py::f[a-b-debian-6.12]", "debian-6.12") == "t.py::f[a-b]"
+    assert case_id("t.py::f[debian-6.12]", "debian-6.12") == "t.py::f"
+    res = sample()
+    for kernel, what_a, what_b in (("debian-6.1", "map insert refused: EOPNOTSUPP", "delivered"),
+                                   ("debian-6.12", "delivered", "delivered")):
+        for pair, what in (("x-udp4", what_a), ("x-tcp4", what_b)):
+            res.add(CaseResult(f"cases/test_sockmap.py::test_redirect[{pair}-{kernel}]", kernel,
+                               "sockmap", Status.PASS, observed=what))
+    md = markdown_matrix(res)
+    assert "| sockmap: delivered | 1 | 2 |" in md
+    assert "| sockmap: map insert refused: EOPNOTSUPP | 1 | - |" in md
+    obs = observed_markdown(res)
+    differ, same = obs.split("## sockmap: differs between kernels (1)")[1].split(
+        "## sockmap: the same on every kernel (1)")
+    assert "| `test_redirect[x-udp4]` | map insert refused: EOPNOTSUPP | delivered |" in differ
+    assert "| `test_redirect[x-tcp4]` | delivered | delivered |" in same
+    root = ET.fromstring(junit_xml(res))
+    outs = [tc.findtext("system-out") for tc in root.iter("testcase")
+            if tc.get("name") == "test_redirect[x-udp4-debian-6.1]"]
+    assert outs == ["observed: map insert refused: EOPNOTSUPP"]
+    assert RunResults.from_json(res.to_json()).observations() == res.observations()
+    assert write_all(res, tmp_path)["observed"].read_text() == obs

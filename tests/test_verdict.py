@@ -1,6 +1,6 @@
 """Mapping guest verdicts to host phases, on verdicts shaped as the agent sends them."""
 
-from harness.verdict import interpret
+from harness.verdict import guest_properties, interpret
 
 WARN = ["------------[ cut here ]------------",
         "WARNING: CPU: 0 PID: 77 at net/core/filter.c:1234 bpf_foo+0x1a/0x30",
@@ -65,3 +65,12 @@ def test_no_reports_is_an_error_with_output() -> None:
     v = {"exit": 4, "collect_errors": [], "output": "ERROR: not found: cases/test_x.py::nope"}
     p = interpret(v, "cases/test_x.py::nope", 10)
     assert p.setup_error is not None and "not found" in p.setup_error
+
+
+def test_guest_properties_from_record_property() -> None:
+    call = {**rep("call", "passed"), "user_properties": [["observed", "delivered"]]}
+    v = {"reports": [rep("setup", "passed"), call, {**rep("teardown", "passed"),
+                                                   "user_properties": [["observed",
+                                                                        "delivered"]]}]}
+    assert guest_properties(v) == {"observed": "delivered"}
+    assert guest_properties({"reports": [rep("setup", "skipped")]}) == {}

@@ -105,6 +105,8 @@ def serialize_report(report: Any) -> dict[str, Any]:
         "longrepr": "" if report.passed else (reason or report.longreprtext),
         "duration": report.duration,
         "sections": [[k, v] for k, v in report.sections],
+        # what the case recorded with pytest's record_property (e.g. "observed")
+        "user_properties": [[str(k), str(v)] for k, v in report.user_properties],
     }
 
 
