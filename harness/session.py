@@ -132,7 +132,7 @@ class SessionState:
         workerinput = getattr(config, "workerinput", {})
         worker = workerinput.get("workerid", "main")
         cpus = config.getoption("vm_cpus") or auto_vm_cpus(
-            int(workerinput.get("workercount", 1)), os.cpu_count() or 1)
+            int(workerinput.get("workercount", 1)), len(os.sched_getaffinity(0)))
         options = VMOptions(cpus=cpus,
                             memory=config.getoption("vm_memory"),
                             boot_timeout=config.getoption("boot_timeout"),
