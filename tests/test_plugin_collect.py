@@ -77,3 +77,23 @@ def test_kernel_label_of() -> None:
     assert kernel_label_of("c/t.py::test_x[debian-6.12]", labels) == "debian-6.12"
     assert kernel_label_of("c/t.py::test_x[ingress-debian-6.1]", labels) == "debian-6.1"
     assert kernel_label_of("c/t.py::test_x[ingress]", labels) is None
+
+
+def test_recorded_duration_counts_every_phase() -> None:
+    """A guest item works in setup (boot, then the case in the guest): the recorded time
+    (JUnit's `time`) must be setup + call, not the ~0 s call phase alone."""
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from harness.plugin import ResultRecorder
+    from harness.results import CaseResult, Status
+
+    recorded: list[CaseResult] = []
+    state = SimpleNamespace(kernels=[SimpleNamespace(label="debian-6.12")],
+                            record=recorded.append)
+    recorder = ResultRecorder(cast(Any, state))
+    nodeid = "cases/test_tcx.py::test_a[debian-6.12]"
+    for when, duration in (("setup", 2.5), ("call", 0.001), ("teardown", 0.002)):
+        recorder.pytest_runtest_logreport(pytest.TestReport(
+            nodeid, ("x", None, "t"), {}, "passed", None, when, duration=duration))
+    assert [(c.status, round(c.duration, 3)) for c in recorded] == [(Status.PASS, 2.501)]

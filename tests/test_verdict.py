@@ -74,3 +74,14 @@ def test_guest_properties_from_record_property() -> None:
                                                                         "delivered"]]}]}
     assert guest_properties(v) == {"observed": "delivered"}
     assert guest_properties({"reports": [rep("setup", "skipped")]}) == {}
+
+
+def test_guest_skip_reason_without_pytest_prefix() -> None:
+    """The guest sends the bare reason; the host's pytest.skip adds "Skipped: " once."""
+    from _pytest.reports import TestReport
+
+    from harness.guest.agent import serialize_report
+
+    report = TestReport("cases/x.py::t", ("x.py", 1, "t"), {}, "skipped",
+                        ("x.py", 3, "Skipped: probe netkit: unsupported: EOPNOTSUPP"), "setup")
+    assert serialize_report(report)["longrepr"] == "probe netkit: unsupported: EOPNOTSUPP"

@@ -98,7 +98,8 @@ class Channel:
 def serialize_report(report: Any) -> dict[str, Any]:
     reason = ""
     if report.skipped and isinstance(report.longrepr, tuple):
-        reason = str(report.longrepr[2])
+        # pytest's "Skipped: " prefix is added again by the host's pytest.skip
+        reason = str(report.longrepr[2]).removeprefix("Skipped: ")
     return {
         "when": report.when,
         "outcome": report.outcome,
