@@ -115,9 +115,13 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 def absolute_spec(spec: str, cwd: Path) -> str:
     """A path spec made absolute against `cwd`; other specs unchanged. The CLI runs pytest
-    from the project root, so `--kernel ./linux` must be anchored where the user typed it."""
+    from the project root, so `--kernel ./linux` must be anchored where the user typed it.
+    A bare word that names nothing in `cwd` (a cache key such as `5766dd`) is not a path."""
     spec = spec.strip()
     if not spec or spec == "host" or _SCHEME.match(spec):
+        return spec
+    path_like = "/" in spec or spec.startswith((".", "~"))
+    if not path_like and not (cwd / spec.split("@", 1)[0]).exists():
         return spec
     path = Path(spec).expanduser()
     return os.path.normpath(path if path.is_absolute() else cwd / path)

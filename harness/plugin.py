@@ -177,6 +177,8 @@ class GuestItem(pytest.Item):
             raise GuestFailure(self._phases.call_error)
         if self._phases.call_skip is not None:
             pytest.skip(self._phases.call_skip)
+        if self._phases.xfail is not None:
+            pytest.xfail(self._phases.xfail)
 
     def teardown(self) -> None:
         phases, self._phases = self._phases, Phases()
@@ -308,6 +310,8 @@ class ResultRecorder:
         message = text
         if report.skipped and isinstance(report.longrepr, tuple):
             message = str(report.longrepr[2])
+        elif report.skipped and hasattr(report, "wasxfail"):
+            message = f"xfail: {report.wasxfail}"
         first = message.strip().splitlines()[0] if message.strip() else ""
         self.state.record(CaseResult(
             report.nodeid, label, _feature_of(report.nodeid), status, message=first,

@@ -25,6 +25,8 @@ class Phases:
     call_skip: str | None = None
     #: text of an error in the guest's teardown (host: ERROR in teardown)
     teardown_error: str | None = None
+    #: reason of an expected failure in the guest (pytest.xfail, xfail marker): host XFAIL
+    xfail: str | None = None
 
 
 def guest_properties(verdict: dict[str, Any]) -> dict[str, str]:
@@ -62,15 +64,21 @@ def interpret(verdict: dict[str, Any], nodeid: str, timeout: float) -> Phases:
     if setup.get("outcome") == "skipped":
         if kernel_error:
             return Phases(call_error=kernel_error, teardown_error=teardown_error)
+        if "wasxfail" in setup:
+            return Phases(xfail=setup["wasxfail"], teardown_error=teardown_error)
         return Phases(setup_skip=setup.get("longrepr", ""), teardown_error=teardown_error)
     call_error = None
     call_skip = None
+    xfail = None
     if call.get("outcome") == "failed":
         call_error = call.get("longrepr", "")
         if kernel_error:
             call_error += "\n\n" + kernel_error
     elif kernel_error:
         call_error = kernel_error
+    elif call.get("outcome") == "skipped" and "wasxfail" in call:
+        xfail = call["wasxfail"]
     elif call.get("outcome") == "skipped":
         call_skip = call.get("longrepr", "")
-    return Phases(call_error=call_error, call_skip=call_skip, teardown_error=teardown_error)
+    return Phases(call_error=call_error, call_skip=call_skip, teardown_error=teardown_error,
+                  xfail=xfail)

@@ -71,13 +71,17 @@ def test_modules_under_tmp_are_refused(tmp_path: Path) -> None:
     ("debian-source:6.12@-netkit", "debian-source:6.12@-netkit"),
     ("https://cdn.kernel.org/linux-6.12.tar.xz", "https://cdn.kernel.org/linux-6.12.tar.xz"),
     ("host", "host"),
-    ("./linux", "/home/dev/linux"),
-    ("linux@-netkit", "/home/dev/linux@-netkit"),
-    ("../src/bzImage", "/home/src/bzImage"),
+    ("./linux", "CWD/linux"),
+    ("linux@-netkit", "CWD/linux@-netkit"),  # a bare word naming a folder here is a path
+    ("5766dd", "5766dd"),  # one naming nothing here is not (a cache key for config-check)
+    ("../src/bzImage", "PARENT/src/bzImage"),
     ("/boot/vmlinuz", "/boot/vmlinuz"),
 ])
-def test_absolute_spec(spec: str, want: str) -> None:
-    assert kernels.absolute_spec(spec, Path("/home/dev")) == want
+def test_absolute_spec(spec: str, want: str, tmp_path: Path) -> None:
+    cwd = tmp_path / "dev"
+    (cwd / "linux").mkdir(parents=True)
+    want = want.replace("CWD", str(cwd)).replace("PARENT", str(tmp_path))
+    assert kernels.absolute_spec(spec, cwd) == want
 
 
 def test_cli_anchors_kernel_and_test_paths(tmp_path: Path) -> None:

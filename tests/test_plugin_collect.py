@@ -97,3 +97,21 @@ def test_recorded_duration_counts_every_phase() -> None:
         recorder.pytest_runtest_logreport(pytest.TestReport(
             nodeid, ("x", None, "t"), {}, "passed", None, when, duration=duration))
     assert [(c.status, round(c.duration, 3)) for c in recorded] == [(Status.PASS, 2.501)]
+
+
+def test_xfail_message_is_its_reason() -> None:
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from harness.plugin import ResultRecorder
+    from harness.results import CaseResult, Status
+
+    recorded: list[CaseResult] = []
+    state = SimpleNamespace(kernels=[SimpleNamespace(label="debian-6.1")],
+                            record=recorded.append)
+    report = pytest.TestReport("cases/t.py::t[debian-6.1]", ("x", None, "t"), {},
+                               "skipped", "reader = <socket ...>\nXFailed", "call")
+    report.wasxfail = "kernel gap: FIONREAD is 0"
+    ResultRecorder(cast(Any, state)).pytest_runtest_logreport(report)
+    assert [(c.status, c.message) for c in recorded] == [
+        (Status.SKIP, "xfail: kernel gap: FIONREAD is 0")]

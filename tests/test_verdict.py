@@ -85,3 +85,20 @@ def test_guest_skip_reason_without_pytest_prefix() -> None:
     report = TestReport("cases/x.py::t", ("x.py", 1, "t"), {}, "skipped",
                         ("x.py", 3, "Skipped: probe netkit: unsupported: EOPNOTSUPP"), "setup")
     assert serialize_report(report)["longrepr"] == "probe netkit: unsupported: EOPNOTSUPP"
+
+
+def test_guest_xfail_is_carried_with_its_reason() -> None:
+    call = {**rep("call", "skipped", "Traceback ... XFailed"), "wasxfail": "kernel gap: X"}
+    v = {"reports": [rep("setup", "passed"), call, rep("teardown", "passed")]}
+    p = interpret(v, "x", 10)
+    assert (p.xfail, p.call_skip, p.call_error) == ("kernel gap: X", None, None)
+
+
+def test_guest_xfail_report_serialized_with_reason() -> None:
+    from _pytest.reports import TestReport
+
+    from harness.guest.agent import serialize_report
+
+    report = TestReport("cases/x.py::t", ("x.py", 1, "t"), {}, "skipped", None, "call")
+    report.wasxfail = "kernel gap: FIONREAD is 0"
+    assert serialize_report(report)["wasxfail"] == "kernel gap: FIONREAD is 0"

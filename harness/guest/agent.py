@@ -100,7 +100,7 @@ def serialize_report(report: Any) -> dict[str, Any]:
     if report.skipped and isinstance(report.longrepr, tuple):
         # pytest's "Skipped: " prefix is added again by the host's pytest.skip
         reason = str(report.longrepr[2]).removeprefix("Skipped: ")
-    return {
+    out: dict[str, Any] = {
         "when": report.when,
         "outcome": report.outcome,
         "longrepr": "" if report.passed else (reason or report.longreprtext),
@@ -109,6 +109,9 @@ def serialize_report(report: Any) -> dict[str, Any]:
         # what the case recorded with pytest's record_property (e.g. "observed")
         "user_properties": [[str(k), str(v)] for k, v in report.user_properties],
     }
+    if report.skipped and hasattr(report, "wasxfail"):  # pytest.xfail() / an xfail marker
+        out["wasxfail"] = str(report.wasxfail)
+    return out
 
 
 def _child(item: Any, write_fd: int, trace_path: str, out_path: str) -> None:
