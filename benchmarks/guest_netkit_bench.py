@@ -17,5 +17,5 @@ def test_netkit_bench() -> None:
     path = cache_root() / REQUEST
     req = json.loads(path.read_text()) if path.is_file() else {}
     result = run(float(req.get("duration", 1.0)), tuple(req.get("paths", PATHS)),
-                 int(req.get("rr_size", RR_SIZE)))
+                 int(req.get("rr_size", RR_SIZE)), int(req.get("rounds", 3)))
     print(MARKER + json.dumps(result))
