@@ -34,7 +34,7 @@ REDIRECTS = tuple(p for p in PATHS if p != "tcp")
 
 def run_kernel(spec: str, out_dir: Path, sizes: list[int], duration: float,
                accel: str, boot_timeout: float) -> dict[str, Any]:
-    budget = 120 + len(PATHS) * len(sizes) * (2 * duration + 20)
+    budget = 120 + len(PATHS) * len(sizes) * (2 * duration + 40)  # + the warm-up pass
     return run_node(spec, NODE, MARKER, out_dir, budget, accel, boot_timeout)
 
 
