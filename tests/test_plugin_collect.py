@@ -2,10 +2,13 @@
 kernel, guest node ids without the kernel. Uses a fake bzImage: nothing boots here."""
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
-from harness.plugin import guest_name
+from harness.plugin import ResultRecorder, guest_name
+from harness.results import CaseResult, Status
 
 pytest_plugins = ["pytester"]
 
@@ -79,19 +82,18 @@ def test_kernel_label_of() -> None:
     assert kernel_label_of("c/t.py::test_x[ingress]", labels) is None
 
 
+
+def _recorder(label: str) -> tuple[ResultRecorder, list[CaseResult]]:
+    """A ResultRecorder over a stand-in session state that knows one kernel label."""
+    recorded: list[CaseResult] = []
+    state = SimpleNamespace(kernels=[SimpleNamespace(label=label)], record=recorded.append)
+    return ResultRecorder(cast(Any, state)), recorded
+
+
 def test_recorded_duration_counts_every_phase() -> None:
     """A guest item works in setup (boot, then the case in the guest): the recorded time
     (JUnit's `time`) must be setup + call, not the ~0 s call phase alone."""
-    from types import SimpleNamespace
-    from typing import Any, cast
-
-    from harness.plugin import ResultRecorder
-    from harness.results import CaseResult, Status
-
-    recorded: list[CaseResult] = []
-    state = SimpleNamespace(kernels=[SimpleNamespace(label="debian-6.12")],
-                            record=recorded.append)
-    recorder = ResultRecorder(cast(Any, state))
+    recorder, recorded = _recorder("debian-6.12")
     nodeid = "cases/test_tcx.py::test_a[debian-6.12]"
     for when, duration in (("setup", 2.5), ("call", 0.001), ("teardown", 0.002)):
         recorder.pytest_runtest_logreport(pytest.TestReport(
@@ -100,18 +102,10 @@ def test_recorded_duration_counts_every_phase() -> None:
 
 
 def test_xfail_message_is_its_reason() -> None:
-    from types import SimpleNamespace
-    from typing import Any, cast
-
-    from harness.plugin import ResultRecorder
-    from harness.results import CaseResult, Status
-
-    recorded: list[CaseResult] = []
-    state = SimpleNamespace(kernels=[SimpleNamespace(label="debian-6.1")],
-                            record=recorded.append)
+    recorder, recorded = _recorder("debian-6.1")
     report = pytest.TestReport("cases/t.py::t[debian-6.1]", ("x", None, "t"), {},
                                "skipped", "reader = <socket ...>\nXFailed", "call")
     report.wasxfail = "kernel gap: FIONREAD is 0"
-    ResultRecorder(cast(Any, state)).pytest_runtest_logreport(report)
+    recorder.pytest_runtest_logreport(report)
     assert [(c.status, c.message) for c in recorded] == [
         (Status.SKIP, "xfail: kernel gap: FIONREAD is 0")]
