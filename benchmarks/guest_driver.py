@@ -10,9 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.accel import choose
-from harness.kernels import resolve
-from harness.vm import GuestVM, VMOptions
+from harness.acquire.spec import resolve
+from harness.bpf.compile import OBJECTS_ENV, object_set
+from harness.paths import cache_root
+from harness.targets.qemu.accel import choose
+from harness.targets.qemu.vm import GuestVM, VMOptions
 
 
 def extract(verdict: dict[str, Any], marker: str) -> dict[str, Any]:
@@ -36,7 +38,8 @@ def run_node(spec: str, node: str, marker: str, out_dir: Path, budget: float, ac
     print(f"== {kernel.label}: accelerator {acc.name} ({acc.reason})", flush=True)
     t0 = time.monotonic()
     with GuestVM(kernel, acc, out_dir / f"console-{kernel.label}.log", [node],
-                 VMOptions(boot_timeout=boot_timeout)) as vm:
+                 VMOptions(boot_timeout=boot_timeout),
+                 guest_env={OBJECTS_ENV: str(object_set())}) as vm:
         verdict = vm.run_case(node, budget)
     result = extract(verdict, marker)
     result.update(kernel=kernel.label, accel=acc.name, wall_s=time.monotonic() - t0)
@@ -55,3 +58,29 @@ def run_kernels(specs: list[str],
             failed += 1
             print(f"{spec}: benchmark failed: {exc}", file=sys.stderr)
     return results, failed
+
+
+def write_request(name: str, request: dict[str, Any]) -> None:
+    """What the guest node of benchmark `name` should measure: a JSON file in the host's
+    cache, which the guest reads with harness.guest.bench.read_request(name)."""
+    path = cache_root() / name / "request.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(request))
+
+
+def publish(name: str, results: list[dict[str, Any]], failed: int, out_dir: Path,
+            ratios: Callable[[dict[str, Any]], Any],
+            write_svg: Callable[[list[dict[str, Any]], Path], None],
+            print_table: Callable[[list[dict[str, Any]]], None]) -> int:
+    """Add each kernel's ratios, write NAME.json and NAME.svg, print the table; the exit
+    code (1 when a kernel failed or none ran)."""
+    if not results:
+        return 1
+    for result in results:
+        result["ratios"] = ratios(result)
+    stem = name.replace("-", "_")
+    (out_dir / f"{stem}.json").write_text(json.dumps(results, indent=1))
+    write_svg(results, out_dir / f"{stem}.svg")
+    print_table(results)
+    print(f"\nwrote {out_dir / f'{stem}.json'} and {out_dir / f'{stem}.svg'}")
+    return 1 if failed else 0

@@ -4,18 +4,14 @@ reads the JSON line it prints."""
 
 from __future__ import annotations
 
-import json
+from harness.guest.bench import read_request, report
+from harness.guest.bench.netkit import PATHS, RR_SIZE, run
 
-from harness.bench_netkit import PATHS, RR_SIZE, run
-from harness.bpfobj import cache_root
-
-REQUEST = "netkit-bench/request.json"
 MARKER = "NETKIT_BENCH_JSON "
 
 
 def test_netkit_bench() -> None:
-    path = cache_root() / REQUEST
-    req = json.loads(path.read_text()) if path.is_file() else {}
+    req = read_request("netkit-bench")
     result = run(float(req.get("duration", 1.0)), tuple(req.get("paths", PATHS)),
                  int(req.get("rr_size", RR_SIZE)), int(req.get("rounds", 3)))
-    print(MARKER + json.dumps(result))
+    report(MARKER, result)

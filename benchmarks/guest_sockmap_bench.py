@@ -4,18 +4,14 @@ reads the JSON line it prints."""
 
 from __future__ import annotations
 
-import json
+from harness.guest.bench import read_request, report
+from harness.guest.bench.sockmap import PATHS, SIZES, run
 
-from harness.bench_sockmap import PATHS, SIZES, run
-from harness.bpfobj import cache_root
-
-REQUEST = "sockmap-bench/request.json"
 MARKER = "SOCKMAP_BENCH_JSON "
 
 
 def test_sockmap_bench() -> None:
-    path = cache_root() / REQUEST
-    req = json.loads(path.read_text()) if path.is_file() else {}
+    req = read_request("sockmap-bench")
     result = run(tuple(req.get("sizes", SIZES)), float(req.get("duration", 1.0)),
                  tuple(req.get("paths", PATHS)))
-    print(MARKER + json.dumps(result))
+    report(MARKER, result)

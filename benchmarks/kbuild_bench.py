@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/kbuild_bench.py [--spec debian-source:6.12] [--boots 2]
                                                 [--debian-image PATH] [--skip-incremental]
 
-Figures (every command goes through harness.runner and is printed so it can be re-run):
+Figures (every command goes through harness.command and is printed so it can be re-run):
 
 1. clean build: the `build_seconds` recorded when SPEC was first built into the cache
    (trimmed config: allnoconfig + kconfigs/), against the defconfig-based 19 minutes
@@ -32,9 +32,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import kbuild, kcache, sources
+from harness.acquire import sources
+from harness.acquire.build import builder as kbuild
+from harness.acquire.build import cache as kcache
+from harness.command import format_argv, run, which
 from harness.errors import CommandError, KmatrixError
-from harness.runner import format_argv, run, which
 
 #: defconfig-based build of linux-source-6.12 on these machines (ENVIRONMENT.md)
 DEFCONFIG_MINUTES = 19.0

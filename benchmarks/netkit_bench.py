@@ -3,7 +3,7 @@ latency between two network namespaces (harness/bench_netkit.py measures inside 
 
     .venv/bin/python -m benchmarks.netkit_bench --kernel debian:6.12 [--kernel debian:7.3]
 
-Boots each kernel itself (harness.kernels.resolve + harness.accel.choose + harness.vm.GuestVM)
+Boots each kernel itself (benchmarks.guest_driver: resolve, choose the accelerator, GuestVM)
 and runs benchmarks/guest_netkit_bench.py::test_netkit_bench in it, one VM per kernel. Prints
 the ratio table (path / host: throughput > 1 and latency < 1 mean the path beats loopback
 in one namespace) and writes results/netkit-bench-TIMESTAMP/{netkit_bench.json,
@@ -16,16 +16,14 @@ emulated CPU, not the data path, dominates): read them as rough relative figures
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.guest_driver import run_kernels, run_node
+from benchmarks.guest_driver import publish, run_kernels, run_node, write_request
 from benchmarks.svg_plot import ratio_bars
-from harness.bench_netkit import PATHS, RR_SIZE, WRITE_SIZE
-from harness.bpfobj import cache_root, object_path
+from harness.guest.bench.netkit import PATHS, RR_SIZE, WRITE_SIZE
 
 NODE = "benchmarks/guest_netkit_bench.py::test_netkit_bench"
 MARKER = "NETKIT_BENCH_JSON "
@@ -123,24 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out_dir = args.out or Path("results") / f"netkit-bench-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    object_path("probe_tc")  # the netkit probe loads it; the guest only reads the cache
-    request = cache_root() / "netkit-bench" / "request.json"
-    request.parent.mkdir(parents=True, exist_ok=True)
-    request.write_text(json.dumps({"duration": args.duration, "paths": list(PATHS),
-                                   "rr_size": args.rr_size, "rounds": args.rounds}))
+    write_request("netkit-bench", {"duration": args.duration, "paths": list(PATHS),
+                                   "rr_size": args.rr_size, "rounds": args.rounds})
     results, failed = run_kernels(
         args.kernel, lambda spec: run_kernel(spec, out_dir, args.duration, args.rounds,
                                       args.accel, args.boot_timeout))
-    if not results:
-        return 1
-    for result in results:
-        result["ratios"] = ratios(result)
-    (out_dir / "netkit_bench.json").write_text(json.dumps(results, indent=1))
-    write_svg(results, out_dir / "netkit_bench.svg")
-    print_table(results)
-    print(f"\nwrote {out_dir / 'netkit_bench.json'} and {out_dir / 'netkit_bench.svg'}")
-    return 1 if failed else 0
-
+    return publish("netkit-bench", results, failed, out_dir, ratios, write_svg, print_table)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,7 +4,7 @@ measures inside the guest).
 
     .venv/bin/python -m benchmarks.sockmap_bench --kernel debian:6.12 --kernel debian:7.3
 
-Boots each kernel itself (harness.kernels.resolve + harness.accel.choose + harness.vm.GuestVM)
+Boots each kernel itself (benchmarks.guest_driver: resolve, choose the accelerator, GuestVM)
 and runs benchmarks/guest_sockmap_bench.py::test_sockmap_bench in it, one VM at a time. Prints
 the ratio table (redirect / TCP: throughput > 1 and latency < 1 mean the redirect wins) and
 writes results/sockmap-bench-TIMESTAMP/{sockmap_bench.json, sockmap_bench.svg} (drawn by
@@ -16,16 +16,14 @@ Under TCG every absolute number is an emulated one; the ratios are what to read.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.guest_driver import run_kernels, run_node
+from benchmarks.guest_driver import publish, run_kernels, run_node, write_request
 from benchmarks.svg_plot import COLOURS, Series, human, ratio_lines
-from harness.bench_sockmap import PATHS, SIZES
-from harness.bpfobj import cache_root, object_path
+from harness.guest.bench.sockmap import PATHS, SIZES
 
 NODE = "benchmarks/guest_sockmap_bench.py::test_sockmap_bench"
 MARKER = "SOCKMAP_BENCH_JSON "
@@ -123,24 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     out_dir = args.out or Path("results") / f"sockmap-bench-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    object_path("sockmap_bench")  # built on the host: the guest only reads the cache
-    request = cache_root() / "sockmap-bench" / "request.json"
-    request.parent.mkdir(parents=True, exist_ok=True)
-    request.write_text(json.dumps({"sizes": sizes, "duration": args.duration,
-                                   "paths": list(PATHS)}))
+    write_request("sockmap-bench", {"sizes": sizes, "duration": args.duration,
+                                    "paths": list(PATHS)})
     results, failed = run_kernels(
         args.kernel, lambda spec: run_kernel(spec, out_dir, sizes, args.duration, args.accel,
                                       args.boot_timeout))
-    if not results:
-        return 1
-    for result in results:
-        result["ratios"] = ratios(result)
-    (out_dir / "sockmap_bench.json").write_text(json.dumps(results, indent=1))
-    write_svg(results, out_dir / "sockmap_bench.svg")
-    print_table(results)
-    print(f"\nwrote {out_dir / 'sockmap_bench.json'} and {out_dir / 'sockmap_bench.svg'}")
-    return 1 if failed else 0
-
+    return publish("sockmap-bench", results, failed, out_dir, ratios, write_svg, print_table)
 
 if __name__ == "__main__":
     sys.exit(main())

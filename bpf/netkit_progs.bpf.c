@@ -22,8 +22,6 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_core_read.h>
 
-#define ETH_P_IP 0x0800
-#define ETH_HLEN 14
 #define NR_SLOTS 8
 #define TRACE_LEN 32
 
@@ -58,20 +56,7 @@ struct {
 	__type(value, __s32);
 } action SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, NR_SLOTS);
-	__type(key, __u32);
-	__type(value, __u64);
-} hits SEC(".maps");
-
-/* trace[0]: number of records; trace[1..TRACE_LEN]: program numbers in run order */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, TRACE_LEN + 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} trace SEC(".maps");
+#include "run_trace.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -89,32 +74,15 @@ static __always_inline __u32 cfg_get(__u32 idx)
 
 static __always_inline bool is_test_packet(struct __sk_buff *skb)
 {
-	struct iphdr ip;
-	struct udphdr udp;
-	__u32 port = cfg_get(CFG_PORT);
-
-	if (!port || skb->protocol != bpf_htons(ETH_P_IP))
-		return false;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)))
-		return false;
-	if (ip.protocol != IPPROTO_UDP || ip.ihl != 5)
-		return false;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN + sizeof(ip), &udp, sizeof(udp)))
-		return false;
-	return udp.dest == bpf_htons((__u16)port);
+	return is_udp4_to(skb, cfg_get(CFG_PORT));
 }
 
 static __always_inline void record(struct __sk_buff *skb, __u32 nr)
 {
 	struct net_device *dev = BPF_CORE_READ((struct sk_buff *)skb, dev);
-	__u32 zero = 0, slot;
-	__u32 *len, *entry;
 	struct obs *o;
-	__u64 *count;
 
-	count = bpf_map_lookup_elem(&hits, &nr);
-	if (count)
-		__sync_fetch_and_add(count, 1);
+	count_run(nr);
 	o = bpf_map_lookup_elem(&obs, &nr);
 	if (o) {
 		o->count++;
@@ -125,17 +93,6 @@ static __always_inline void record(struct __sk_buff *skb, __u32 nr)
 		o->headroom = BPF_CORE_READ(dev, needed_headroom);
 		o->tailroom = BPF_CORE_READ(dev, needed_tailroom);
 	}
-	/* one test packet is in flight at a time: a plain read-modify-write is enough */
-	len = bpf_map_lookup_elem(&trace, &zero);
-	if (!len)
-		return;
-	slot = *len + 1;
-	if (slot <= TRACE_LEN) {
-		entry = bpf_map_lookup_elem(&trace, &slot);
-		if (entry)
-			*entry = nr;
-	}
-	*len = slot;
 }
 
 static __always_inline int run(struct __sk_buff *skb, __u32 nr)

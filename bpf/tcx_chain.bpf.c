@@ -15,8 +15,6 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#define ETH_P_IP 0x0800
-#define ETH_HLEN 14
 #define NR_SLOTS 16
 #define TRACE_LEN 32
 #define TC_ACT_OK 0
@@ -31,62 +29,19 @@ struct {
 	__type(value, __u32);
 } cfg SEC(".maps");
 
-/* hits[n]: packets program n saw */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, NR_SLOTS);
-	__type(key, __u32);
-	__type(value, __u64);
-} hits SEC(".maps");
-
-/* trace[0]: number of records; trace[1..TRACE_LEN]: program numbers in run order */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, TRACE_LEN + 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} trace SEC(".maps");
+#include "run_trace.h"
 
 static __always_inline bool is_test_packet(struct __sk_buff *skb)
 {
-	struct iphdr ip;
-	struct udphdr udp;
-	__u32 zero = 0, *port;
+	__u32 zero = 0, *port = bpf_map_lookup_elem(&cfg, &zero);
 
-	if (skb->protocol != bpf_htons(ETH_P_IP))
-		return false;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)))
-		return false;
-	if (ip.protocol != IPPROTO_UDP || ip.ihl != 5)
-		return false;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN + sizeof(ip), &udp, sizeof(udp)))
-		return false;
-	port = bpf_map_lookup_elem(&cfg, &zero);
-	return port && *port && udp.dest == bpf_htons((__u16)*port);
+	return port && is_udp4_to(skb, *port);
 }
 
 static __always_inline void record(struct __sk_buff *skb, __u32 nr)
 {
-	__u32 zero = 0, slot;
-	__u32 *len, *entry;
-	__u64 *count;
-
-	if (!is_test_packet(skb))
-		return;
-	count = bpf_map_lookup_elem(&hits, &nr);
-	if (count)
-		__sync_fetch_and_add(count, 1);
-	/* one test packet is in flight at a time: a plain read-modify-write is enough */
-	len = bpf_map_lookup_elem(&trace, &zero);
-	if (!len)
-		return;
-	slot = *len + 1;
-	if (slot <= TRACE_LEN) {
-		entry = bpf_map_lookup_elem(&trace, &slot);
-		if (entry)
-			*entry = nr;
-	}
-	*len = slot;
+	if (is_test_packet(skb))
+		count_run(nr);
 }
 
 SEC("tc")

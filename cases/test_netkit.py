@@ -27,11 +27,9 @@ import dataclasses
 import errno
 import itertools
 import os
-import secrets
 import socket
 import struct
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -39,30 +37,33 @@ import pytest
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from harness.guest import libbpf as lb
-from harness.guest import netkit as nk
-from harness.guest.fixtures import (
-    create_netns,
-    remove_netns,
-    run_in_netns,
-    unique_name,
-    wait_until,
+from harness.guest import bpf as lb
+from harness.guest.bpf import counters
+from harness.guest.net import genl
+from harness.guest.net import netkit as nk
+from harness.guest.net.netkit import NetkitMode, NetkitPairing, NetkitPolicy, NetkitScrub
+from harness.guest.net.netns import create_netns, remove_netns, run_in_netns, socket_in
+from harness.guest.net.packets import (
+    ETH_P_ARP,
+    ETH_P_IP,
+    QUIET,
+    arp_requests_for,
+    capture,
+    ping,
+    tcp_exchange,
+    udp_probe,
+    udp_to,
 )
-from harness.guest.netkit import NetkitMode, NetkitPairing, NetkitPolicy, NetkitScrub
+from harness.guest.wait import unique_name, wait_until
 
 pytestmark = pytest.mark.requires("netkit")
 
 HOST_IP, POD_IP, UNUSED_IP = "10.77.0.1", "10.77.0.2", "10.77.0.99"
 PREFIX = 24
-ETH_P_ALL, ETH_P_IP, ETH_P_ARP = 0x0003, 0x0800, 0x0806
-PACKET_OUTGOING = 4
 IFF_NOARP = 0x80
 IFF_UP = 0x1
 NUD_INCOMPLETE, NUD_FAILED, NUD_NOARP = 0x01, 0x20, 0x40
 NUD_VALID = 0x02 | 0x04 | 0x08 | 0x10 | 0x80  # REACHABLE STALE DELAY PROBE PERMANENT
-SO_MARK = 36
-#: how long a case waits for traffic that must NOT arrive (it is local: µs when it does)
-QUIET = 1.0
 #: make_topo's pair n gets ifindexes INDEX_BASE + 2n (primary) and + 2n + 1 (peer)
 INDEX_BASE = 1000
 
@@ -70,164 +71,6 @@ _seq = itertools.count()
 
 
 # --- namespaces and sockets ----------------------------------------------------------------
-
-
-def sock_in(ns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
-    with run_in_netns(ns):
-        return socket.socket(family, kind, proto)
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = int(sum(struct.unpack(f"!{len(data) // 2}H", data)))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
-
-
-def ping(ns: str, dst: str, count: int = 3, timeout: float = 2.0) -> int:
-    """ICMP echo from netns `ns` over a raw socket; returns how many replies came back."""
-    ident = secrets.randbelow(0xFFFF)
-    replies = 0
-    with sock_in(ns, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as s:
-        for seq in range(count):
-            payload = secrets.token_bytes(16)
-            head = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-            csum = _checksum(head + payload)
-            s.sendto(struct.pack("!BBHHH", 8, 0, csum, ident, seq) + payload, (dst, 0))
-            deadline = time.monotonic() + timeout
-            while (left := deadline - time.monotonic()) > 0:
-                s.settimeout(left)
-                try:
-                    pkt, addr = s.recvfrom(2048)
-                except TimeoutError:
-                    break
-                ihl = (pkt[0] & 0x0F) * 4
-                typ, _code, _c, rid, rseq = struct.unpack_from("!BBHHH", pkt, ihl)
-                if addr[0] == dst and typ == 0 and (rid, rseq) == (ident, seq):
-                    if pkt[ihl + 8 :] == payload:
-                        replies += 1
-                    break
-    return replies
-
-
-def udp_probe(
-    src_ns: str,
-    dst_ns: str,
-    dst_ip: str,
-    *,
-    count: int = 5,
-    port: int = 0,
-    mark: int | None = None,
-    priority: int | None = None,
-    wait: float = QUIET,
-) -> int:
-    """Send `count` UDP datagrams src_ns -> dst_ip:port (listening in dst_ns; port 0: any
-    free one), optionally with SO_MARK / SO_PRIORITY; returns how many arrived."""
-    token = secrets.token_bytes(8)
-    with (
-        sock_in(dst_ns, socket.AF_INET, socket.SOCK_DGRAM) as rx,
-        sock_in(src_ns, socket.AF_INET, socket.SOCK_DGRAM) as tx,
-    ):
-        rx.bind((dst_ip, port))
-        port = rx.getsockname()[1]
-        if mark is not None:
-            tx.setsockopt(socket.SOL_SOCKET, SO_MARK, mark)
-        if priority is not None:
-            tx.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, priority)
-        for i in range(count):
-            tx.sendto(token + bytes([i]), (dst_ip, port))
-        got: set[int] = set()
-        deadline = time.monotonic() + wait
-        while len(got) < count and (left := deadline - time.monotonic()) > 0:
-            rx.settimeout(left)
-            try:
-                data = rx.recv(64)
-            except TimeoutError:
-                break
-            if data[:8] == token:
-                got.add(data[8])
-        return len(got)
-
-
-def tcp_exchange(client_ns: str, server_ns: str, server_ip: str, timeout: float = 3.0) -> bool:
-    """TCP connect + request/response across the pair. False if the handshake times out."""
-    payload = secrets.token_bytes(3000)  # more than one segment each way
-    with sock_in(server_ns, socket.AF_INET, socket.SOCK_STREAM) as srv:
-        srv.bind((server_ip, 0))
-        srv.listen(1)
-        port = srv.getsockname()[1]
-        with sock_in(client_ns, socket.AF_INET, socket.SOCK_STREAM) as cli:
-            cli.settimeout(timeout)
-            try:
-                cli.connect((server_ip, port))
-            except (TimeoutError, ConnectionRefusedError, OSError):
-                return False
-            srv.settimeout(timeout)
-            conn, _ = srv.accept()
-            with conn:
-                conn.settimeout(timeout)
-                cli.sendall(payload)
-                received = b""
-                while len(received) < len(payload):
-                    chunk = conn.recv(65536)
-                    assert chunk, "server side: connection closed early"
-                    received += chunk
-                assert received == payload
-                conn.sendall(payload[::-1])
-                echoed = b""
-                while len(echoed) < len(payload):
-                    chunk = cli.recv(65536)
-                    assert chunk, "client side: connection closed early"
-                    echoed += chunk
-                assert echoed == payload[::-1]
-    return True
-
-
-class Capture:
-    """AF_PACKET capture of every frame on one device, set up before the traffic."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.frames: list[tuple[int, bytes]] = []
-
-    def drain(self, wait: float = QUIET) -> list[tuple[int, bytes]]:
-        deadline = time.monotonic() + wait
-        while (left := deadline - time.monotonic()) > 0:
-            self.sock.settimeout(left)
-            try:
-                data, addr = self.sock.recvfrom(65535)
-            except TimeoutError:
-                break
-            self.frames.append((addr[2], data))
-        return self.frames
-
-    def ethertype(self, etype: int, incoming_only: bool = True) -> list[bytes]:
-        return [
-            f
-            for pkttype, f in self.frames
-            if len(f) >= 14
-            and struct.unpack_from("!H", f, 12)[0] == etype
-            and not (incoming_only and pkttype == PACKET_OUTGOING)
-        ]
-
-
-@contextlib.contextmanager
-def capture(ns: str, ifname: str) -> Iterator[Capture]:
-    with sock_in(ns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)) as s:
-        s.bind((ifname, ETH_P_ALL))
-        yield Capture(s)
-
-
-def arp_requests_for(frames: list[bytes], target_ip: str) -> list[bytes]:
-    want = socket.inet_aton(target_ip)
-    return [f for f in frames if struct.unpack_from("!H", f, 20)[0] == 1 and f[38:42] == want]
-
-
-def udp_to(frames: list[bytes], dst_ip: str) -> list[bytes]:
-    want = socket.inet_aton(dst_ip)
-    return [f for f in frames if f[14 + 9] == socket.IPPROTO_UDP and f[14 + 16 : 14 + 20] == want]
 
 
 # --- rtnetlink helpers ---------------------------------------------------------------------
@@ -468,7 +311,7 @@ def test_unresolved_neighbour(make_topo: Callable[..., Topo], mode: NetkitMode) 
     no ARP at all (IFF_NOARP, NUD_NOARP neighbour) and hands the packet straight over."""
     topo = make_topo(mode=mode)
     with capture(topo.pod, topo.peer) as cap:
-        with sock_in(topo.host, socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        with socket_in(topo.host, socket.AF_INET, socket.SOCK_DGRAM) as tx:
             tx.sendto(b"kmatrix", (UNUSED_IP, 9))
         cap.drain(QUIET)
     arp = arp_requests_for(cap.ethertype(ETH_P_ARP), UNUSED_IP)
@@ -632,7 +475,7 @@ def test_carrier_follows_both_ends(make_topo: Callable[..., Topo]) -> None:
     assert _carrier(topo.host, topo.primary) == 0
     # traffic toward a down peer: the primary drops it (netkit_xmit: peer not IFF_UP)
     before = stats(topo.host, topo.primary)
-    with sock_in(topo.host, socket.AF_INET, socket.SOCK_DGRAM) as tx:
+    with socket_in(topo.host, socket.AF_INET, socket.SOCK_DGRAM) as tx:
         for _ in range(3):
             tx.sendto(b"x", (POD_IP, 9))
     after = stats(topo.host, topo.primary)
@@ -751,7 +594,7 @@ def test_single_device_mode(make_netns: Callable[[str], str]) -> None:
         _configure(ns, "nks0", HOST_IP, True)
         assert _carrier(ns, "nks0") == 1
         before_st = stats(ns, "nks0")
-        with sock_in(ns, socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        with socket_in(ns, socket.AF_INET, socket.SOCK_DGRAM) as tx:
             for _ in range(4):
                 tx.sendto(b"x", (POD_IP, 9))
         after_st = stats(ns, "nks0")
@@ -844,13 +687,10 @@ class Progs:
             self.obj.map(name).zero()
 
     def hits(self) -> dict[int, int]:
-        m = self.obj.map("hits")
-        return {i: n for i in range(m.max_entries) if (n := m.lookup_int(i))}
+        return counters.hits(self.obj.map("hits"))
 
     def trace(self) -> list[int]:
-        m = self.obj.map("trace")
-        length = m.lookup_int(0)
-        return [m.lookup_int(i) for i in range(1, min(length, m.max_entries - 1) + 1)]
+        return counters.trace(self.obj.map("trace"))
 
     def obs(self, n: int) -> Obs:
         raw = self.obj.map("obs").lookup(n)
@@ -1298,16 +1138,15 @@ def test_bpf_single_device_refused(make_netns: Callable[[str], str], progs: Prog
 # === queue leasing (NETDEV_CMD_QUEUE_CREATE, 7.x) ===========================================
 
 
-def _netdev_family_or_skip() -> nk.GenlFamily:
+def _netdev_family_or_skip() -> genl.GenlFamily:
     try:
-        with nk.Genl() as genl:
-            fam = genl.family("netdev")
+        fam = genl.netdev_family()
     except OSError as exc:
         pytest.skip(f"no netdev generic netlink family: {exc}")
-    if nk.NETDEV_CMD_QUEUE_CREATE not in fam.ops:
+    if genl.NETDEV_CMD_QUEUE_CREATE not in fam.ops:
         pytest.skip(
             f"genl family netdev (id {fam.id}) has no queue-create op "
-            f"(NETDEV_CMD_QUEUE_CREATE={nk.NETDEV_CMD_QUEUE_CREATE}); ops {sorted(fam.ops)}"
+            f"(NETDEV_CMD_QUEUE_CREATE={genl.NETDEV_CMD_QUEUE_CREATE}); ops {sorted(fam.ops)}"
         )
     return fam
 
@@ -1319,17 +1158,17 @@ def test_queue_create_refusals(make_topo: Callable[..., Topo]) -> None:
     topo = make_topo(addresses=False)
     _netdev_family_or_skip()
     with run_in_netns(topo.pod):
-        with pytest.raises(nk.GenlError) as exc:
-            nk.queue_create(topo.peer_index, 1, 0)  # lessor lo: virtual
+        with pytest.raises(genl.GenlError) as exc:
+            genl.queue_create(topo.peer_index, 1, 0)  # lessor lo: virtual
         assert exc.value.errno == errno.EINVAL, exc.value
         assert "virtual device" in exc.value.extack, exc.value
         on_netkit = exc.value.extack
-        with pytest.raises(nk.GenlError) as exc:
-            nk.queue_create(1, 1, 0)  # lo cannot create queues at all
+        with pytest.raises(genl.GenlError) as exc:
+            genl.queue_create(1, 1, 0)  # lo cannot create queues at all
         assert exc.value.errno == errno.EINVAL, exc.value
         assert exc.value.extack and exc.value.extack != on_netkit, exc.value
-        with pytest.raises(nk.GenlError) as exc:
-            nk.queue_create(topo.peer_index, 1, 0, queue_type=nk.NETDEV_QUEUE_TYPE_TX)
+        with pytest.raises(genl.GenlError) as exc:
+            genl.queue_create(topo.peer_index, 1, 0, queue_type=genl.NETDEV_QUEUE_TYPE_TX)
         assert exc.value.errno == errno.EINVAL, exc.value
     assert not os.path.exists(f"/sys/class/net/{topo.peer}/queues/rx-1")
 
@@ -1362,18 +1201,18 @@ def test_queue_lease(make_netns: Callable[[str], str]) -> None:
         peer = nk.info(names[1])
         for name, ifindex in phys:
             try:
-                qid = nk.queue_create(peer.index, ifindex, 0)
-            except nk.GenlError as exc:
+                qid = genl.queue_create(peer.index, ifindex, 0)
+            except genl.GenlError as exc:
                 refused.append(f"{name}: {exc.strerror}")
                 continue
             assert qid == 1
             assert os.path.exists(f"/sys/class/net/{names[1]}/queues/rx-1")
-            with pytest.raises(nk.GenlError) as busy:  # one lease per queue
-                nk.queue_create(peer.index, ifindex, 0)
+            with pytest.raises(genl.GenlError) as busy:  # one lease per queue
+                genl.queue_create(peer.index, ifindex, 0)
             assert busy.value.errno == errno.EBUSY, busy.value
             nk.delete(names[0])
             nk.create_pair(*names, mode=NetkitMode.L2)
-            assert nk.queue_create(nk.info(names[1]).index, ifindex, 0) == 1  # released
+            assert genl.queue_create(nk.info(names[1]).index, ifindex, 0) == 1  # released
             return
     finally:
         nk.delete(names[0])

@@ -43,10 +43,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness.guest import libbpf as lb
-from harness.guest.fixtures import wait_until
-from harness.guest.libbpf import BpfObject
-from harness.guest.sockets import (
+from harness.guest import bpf as lb
+from harness.guest.bpf import BpfObject
+from harness.guest.net.sockets import (
     KINDS,
     Kind,
     assert_nothing_arrives,
@@ -58,6 +57,7 @@ from harness.guest.sockets import (
     socket_pair,
     vsock_unavailable,
 )
+from harness.guest.wait import wait_until
 
 BPF_F_INGRESS = 1
 SK_DROP, SK_PASS, SEEN_BYTES = 0, 1, 2
@@ -155,7 +155,7 @@ def _sizes(src: Kind) -> list[int]:
 def redir_obj() -> Iterator[BpfObject]:
     """bpf/sockmap_redir.bpf.c, loaded once per module (loading is slow under TCG); each
     case sets its config, zeroes the counters and attaches/detaches its program."""
-    from harness.bpfobj import object_path
+    from harness.guest.bpf import object_path
 
     with BpfObject(object_path("sockmap_redir")) as obj:
         yield obj

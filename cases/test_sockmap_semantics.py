@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness.guest import libbpf as lb
-from harness.guest.fixtures import run_in_netns, wait_until
-from harness.guest.libbpf import BpfObject, Map, Program
-from harness.guest.sockets import (
+from harness.guest import bpf as lb
+from harness.guest.bpf import BpfObject, Map, Program
+from harness.guest.net.netns import run_in_netns
+from harness.guest.net.sockets import (
     Kind,
     Pair,
     assert_nothing_arrives,
@@ -46,6 +46,7 @@ from harness.guest.sockets import (
     socket_pair,
     wait_eof,
 )
+from harness.guest.wait import wait_until
 
 ACT_PASS, ACT_DROP, ACT_REDIRECT_INGRESS, ACT_REDIRECT_EGRESS = 0, 1, 2, 3
 PARSER, SKB_CALLS, MSG_CALLS, LOG_NEXT = 0, 1, 2, 3

@@ -22,10 +22,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from harness.bpfobj import object_path
-from harness.guest import libbpf as lb
-from harness.guest.fixtures import VethPair, run_in_netns, wait_until
-from harness.guest.libbpf import (
+from harness.guest import bpf as lb
+from harness.guest.bpf import (
     BPF_F_AFTER,
     BPF_F_BEFORE,
     BPF_F_ID,
@@ -37,7 +35,12 @@ from harness.guest.libbpf import (
     Link,
     Program,
     QueryResult,
+    counters,
+    object_path,
 )
+from harness.guest.net.netns import run_in_netns
+from harness.guest.net.veth import VethPair
+from harness.guest.wait import wait_until
 
 pytestmark = pytest.mark.requires("tcx")
 
@@ -112,13 +115,10 @@ class Chain:
 
     def hits(self) -> dict[int, int]:
         """Packets each program counted (only non-zero entries)."""
-        m = self.obj.map("hits")
-        return {i: n for i in range(m.max_entries) if (n := m.lookup_int(i))}
+        return counters.hits(self.obj.map("hits"))
 
     def trace(self) -> list[int]:
-        m = self.obj.map("trace")
-        length = m.lookup_int(0)
-        return [m.lookup_int(i) for i in range(1, min(length, m.max_entries - 1) + 1)]
+        return counters.trace(self.obj.map("trace"))
 
     def send(self, count: int = 1, *, expect_delivery: bool = True) -> int:
         """Send `count` UDP datagrams over lo to 127.0.0.1:TEST_PORT (egress then ingress
@@ -589,7 +589,7 @@ def test_device_removal(chain: Chain, veth_factory: Callable[..., VethPair]) -> 
     q = query(dev, chain.target)
     assert q.count == 4 and q.link_ids == [link.info().id for link in links]
 
-    from harness.guest.fixtures import delete_link, ifindex
+    from harness.guest.net.links import delete_link, ifindex
 
     delete_link(pair.a.name)
     for name in (pair.a.name, pair.b.name):

@@ -1,195 +1,30 @@
 """The guest agent: started by `vng --exec`, serves case runs over the control port.
 
-1. It imports pytest and the harness, runs the feature probes once and says "hello" (with
-   the kernel release and the probe results).
+1. It imports pytest and the guest library, runs the feature probes once and says "hello"
+   (with the kernel release and the probe results).
 2. The host answers with the node ids it will ask for on this kernel; the agent collects
    them in one pytest session (imports, assertion rewriting and collection happen once).
-3. For each "run" request it forks: the child runs that one collected item through
-   pytest's own runtest protocol (fixtures, markers, capture as in any pytest run) and
-   sends its reports back through a pipe. The fork isolates cases from each other and lets
-   the agent enforce the case timeout (SIGUSR1 for Python stacks, then SIGKILL of the
-   child's process group) while staying alive. The kernel messages (/dev/kmsg) that
-   appeared during the case go back with the verdict, so the host can fail a case whose
-   kernel WARNed.
+3. For each "run" request it forks (`case_process`): the child runs that one collected item
+   through pytest's runtest protocol and sends its reports back. The kernel messages
+   (/dev/kmsg) that appeared during the case go back with the verdict, so the host can
+   fail a case whose kernel WARNed.
+
+Imports nothing of the host side (the host plugin, the VM runner, kernel acquisition).
 """
 
 from __future__ import annotations
 
-import faulthandler
-import json
 import os
-import select
-import signal
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..protocol import PORT_NAME, LineBuffer, Message, encode
-
-_TRACEBACK_SIGNAL = signal.SIGUSR1
-#: seconds of EOF on the control port after which the host is taken to be gone
-_HOST_GONE_AFTER = 10.0
-
-
-def find_port(name: str = PORT_NAME) -> Path:
-    for entry in Path("/sys/class/virtio-ports").glob("*"):
-        try:
-            if (entry / "name").read_text().strip() == name:
-                return Path("/dev") / entry.name
-        except OSError:
-            continue
-    raise RuntimeError(f"virtio-serial port {name} not found in /sys/class/virtio-ports")
-
-
-class Kmsg:
-    """Kernel log records that appear after the last `drain()`, read from /dev/kmsg."""
-
-    def __init__(self) -> None:
-        self._fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
-        os.lseek(self._fd, 0, os.SEEK_END)
-
-    def drain(self) -> list[str]:
-        from ..console import kmsg_message
-
-        out: list[str] = []
-        while True:
-            try:
-                rec = os.read(self._fd, 8192)
-            except BlockingIOError:
-                return out
-            except BrokenPipeError:  # records overwritten while we were away; go on
-                continue
-            if not rec:
-                return out
-            out.append(kmsg_message(rec.decode(errors="replace")))
-
-
-class Channel:
-    """JSON lines over the virtio-serial control port."""
-
-    def __init__(self, port: Path) -> None:
-        self.fd = os.open(port, os.O_RDWR)
-        self.buf = LineBuffer()
-
-    def send(self, msg: Message) -> None:
-        data = encode(msg)
-        while data:
-            n = os.write(self.fd, data)
-            data = data[n:]
-
-    def messages(self) -> Iterator[Message]:
-        eof_since: float | None = None
-        while True:
-            data = os.read(self.fd, 65536)
-            if not data:  # host side not connected (yet, or any more)
-                now = time.monotonic()
-                eof_since = eof_since or now
-                if now - eof_since > _HOST_GONE_AFTER:
-                    return
-                time.sleep(0.1)
-                continue
-            eof_since = None
-            yield from self.buf.feed(data)
-
-
-def serialize_report(report: Any) -> dict[str, Any]:
-    reason = ""
-    if report.skipped and isinstance(report.longrepr, tuple):
-        # pytest's "Skipped: " prefix is added again by the host's pytest.skip
-        reason = str(report.longrepr[2]).removeprefix("Skipped: ")
-    out: dict[str, Any] = {
-        "when": report.when,
-        "outcome": report.outcome,
-        "longrepr": "" if report.passed else (reason or report.longreprtext),
-        "duration": report.duration,
-        "sections": [[k, v] for k, v in report.sections],
-        # what the case recorded with pytest's record_property (e.g. "observed")
-        "user_properties": [[str(k), str(v)] for k, v in report.user_properties],
-    }
-    if report.skipped and hasattr(report, "wasxfail"):  # pytest.xfail() / an xfail marker
-        out["wasxfail"] = str(report.wasxfail)
-    return out
-
-
-def _child(item: Any, write_fd: int, trace_path: str, out_path: str) -> None:
-    """Runs in the forked child: one collected item, its reports as JSON to write_fd."""
-    os.setpgid(0, 0)  # so a timeout kills the tools the case started too
-    trace = open(trace_path, "w")  # noqa: SIM115 - lives until _exit
-    faulthandler.register(_TRACEBACK_SIGNAL, file=trace, all_threads=True)
-    out = os.open(out_path, os.O_WRONLY | os.O_TRUNC)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
-    payload: dict[str, Any]
-    try:
-        from _pytest.runner import runtestprotocol
-
-        reports = runtestprotocol(item, log=False, nextitem=None)
-        payload = {"reports": [serialize_report(r) for r in reports]}
-    except BaseException as exc:  # report anything, including SystemExit
-        payload = {"reports": [], "collect_errors": [f"agent child: {exc!r}"]}
-    data = json.dumps(payload).encode()
-    while data:
-        n = os.write(write_fd, data)
-        data = data[n:]
-    os._exit(0)
-
-
-def run_item(item: Any, timeout: float) -> dict[str, Any]:
-    """Fork, run `item` in the child, enforce `timeout`; the verdict as plain data."""
-    read_fd, write_fd = os.pipe()
-    files = []
-    for prefix in ("kmatrix-trace-", "kmatrix-out-"):
-        f = tempfile.NamedTemporaryFile(prefix=prefix, delete=False)  # noqa: SIM115
-        f.close()
-        files.append(f.name)
-    trace_path, out_path = files
-    start = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_fd)
-        _child(item, write_fd, trace_path, out_path)
-    os.close(write_fd)
-    chunks: list[bytes] = []
-    timed_out = False
-    deadline = start + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            timed_out = True
-            break
-        ready, _, _ = select.select([read_fd], [], [], min(left, 1.0))
-        if ready:
-            data = os.read(read_fd, 65536)
-            if not data:
-                break
-            chunks.append(data)
-    traceback = ""
-    if timed_out:
-        try:
-            os.kill(pid, _TRACEBACK_SIGNAL)
-            time.sleep(1.0)
-            traceback = Path(trace_path).read_text(errors="replace")
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    os.waitpid(pid, 0)
-    os.close(read_fd)
-    output = Path(out_path).read_text(errors="replace")[-8000:]
-    for path in files:
-        os.unlink(path)
-    result: dict[str, Any] = {"duration": time.monotonic() - start, "timed_out": timed_out,
-                              "traceback": traceback, "output": output}
-    if chunks and not timed_out:
-        try:
-            result.update(json.loads(b"".join(chunks)))
-        except ValueError:
-            result["collect_errors"] = ["agent: unreadable verdict from the case process"]
-    elif not timed_out:
-        result["collect_errors"] = ["agent: the case process died without a verdict"]
-    return result
+from ..protocol import Message
+from .case_process import run_item
+from .channel import Channel, find_port
+from .kmsg import Kmsg
 
 
 class AgentLoop:
@@ -272,7 +107,7 @@ def main() -> int:
     os.environ["KMATRIX_GUEST"] = "1"
     import pytest
 
-    import harness.plugin  # noqa: F401  (guest side of the plugin, with its imports)
+    from . import plugin  # noqa: F401  (imported now: its import time counts as import_s)
 
     t_import = time.monotonic()
     probes = _run_probes(channel)
@@ -287,7 +122,8 @@ def main() -> int:
         if msg.get("op") == "collect":
             loop = AgentLoop(channel, Kmsg(), messages)
             pytest.main(["-p", "no:cacheprovider", "-q", "--tb=long", "-o", "addopts=",
-                         "-p", "no:xdist", "-W", "ignore::pytest.PytestAssertRewriteWarning",
+                         "-p", "harness.guest.plugin",
+                         "-W", "ignore::pytest.PytestAssertRewriteWarning",
                          *msg["nodeids"]], plugins=[loop])
             return 0
     return 0

@@ -1,0 +1,150 @@
+"""Acquire Debian kernel packages (`debian:6.12`) without installing them into the host.
+
+The newest `amd64`-flavour package of the series is found with apt-cache, fetched with
+`apt-get download` and extracted into the cache keyed by the exact package version, so a
+second run downloads nothing. Layouts differ across Debian releases:
+
+- up to 6.12: `linux-image-VER-amd64` holds `boot/vmlinuz-VER` and `lib/modules/VER`;
+- 7.x: `linux-image-VER-amd64` is a metapackage; the image is `usr/lib/modules/VER/vmlinuz`
+  in `linux-binary-VER-amd64`, the modules in `linux-modules-VER-amd64`.
+
+Extracted packages ship no modules.dep, so `depmod -b` runs once after extraction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..command import run, which
+from ..errors import KernelSpecError
+from ..paths import cache_root, locked
+from . import apt
+from .apt import Package
+from .kernel import Kernel
+
+log = logging.getLogger("kmatrix.debian")
+
+FLAVOUR = "amd64"
+_SERIES = re.compile(r"^\d+\.\d+$")
+_META = "kmatrix-kernel.json"
+
+
+def image_package_names(series: str, names: list[str]) -> list[str]:
+    """Package names of `series`' amd64 kernel images among `names` (no -unsigned/-dbg/cloud/rt)."""
+    pat = re.compile(rf"^linux-image-({re.escape(series)}(?:[.-][^ ]*)?)-{FLAVOUR}$")
+    picked = []
+    for name in names:
+        m = pat.match(name)
+        if not m:
+            continue
+        rel = m.group(1)
+        # "6.1" must not match "6.12": the series is followed by '.', '-', '+' or nothing
+        rest = rel[len(series) :]
+        # an empty rest is a series metapackage (linux-image-6.12-amd64): skip it, we want
+        # the exact versioned package it points to
+        if not rest or rest[0] not in ".-+":
+            continue
+        if any(bad in rel for bad in ("cloud", "rt-", "-rt", "dbg")):
+            continue
+        picked.append(name)
+    return picked
+
+
+def available_series(names: list[str]) -> list[str]:
+    series = set()
+    for name in names:
+        m = re.match(rf"^linux-image-(\d+)\.(\d+)[.-][^ ]*-{FLAVOUR}$", name)
+        if m:
+            series.add(f"{m.group(1)}.{m.group(2)}")
+    return sorted(series, key=lambda s: tuple(int(x) for x in s.split(".")))
+
+
+def newest_package(series: str) -> Package:
+    """The newest amd64 image package of `series` known to apt; KernelSpecError if none."""
+    if not _SERIES.match(series):
+        raise KernelSpecError(
+            f"bad Debian kernel series '{series}'", hint="use MAJOR.MINOR, e.g. debian:6.12"
+        )
+    names = apt.search_names(r"^linux-image-[0-9]")
+    if not names:
+        raise KernelSpecError(
+            "apt knows no Debian kernel packages",
+            hint="run scripts/bootstrap (adds the backports suites and runs apt-get update)",
+        )
+    candidates = image_package_names(series, names)
+    if not candidates:
+        raise KernelSpecError(
+            f"no Debian {FLAVOUR} kernel package for series {series}",
+            hint="series apt can reach: " + ", ".join(available_series(names)),
+        )
+    packages = apt.show(candidates)
+    if not packages:
+        raise KernelSpecError(f"apt-cache show gave nothing for {candidates}")
+    return apt.newest(packages)
+
+
+def _find_image(root: Path) -> tuple[Path, str, Path]:
+    """(image, release, modules dir) inside an extracted package tree."""
+    for image in sorted(root.glob("usr/lib/modules/*/vmlinuz")) + sorted(
+        root.glob("lib/modules/*/vmlinuz")
+    ):
+        return image, image.parent.name, image.parent
+    for image in sorted(root.glob("boot/vmlinuz-*")):
+        release = image.name[len("vmlinuz-") :]
+        for mods in (root / "lib/modules" / release, root / "usr/lib/modules" / release):
+            if mods.is_dir():
+                return image, release, mods
+        raise KernelSpecError(f"{image}: no modules folder for {release} in the package")
+    raise KernelSpecError(f"no kernel image found in the extracted package tree {root}")
+
+
+def fetch(series: str, spec: str) -> Kernel:
+    """Resolve `debian:SERIES` to an extracted kernel in the cache (download only once)."""
+    pkg = newest_package(series)
+    dest = cache_root() / "kernels" / "debian" / f"{pkg.name}_{pkg.version}"
+    meta = dest / _META
+    with locked(dest.parent / f"{dest.name}.lock"):
+        if not meta.exists():
+            _download_and_extract(pkg, dest)
+    info = json.loads(meta.read_text())
+    return Kernel(
+        spec=spec,
+        label=f"debian-{series}",
+        image=dest / info["image"],
+        release=info["release"],
+        origin=f"Debian package {pkg.name} {pkg.version}",
+        version=pkg.version,
+        properties={"package": pkg.name, "package_version": pkg.version},
+    )
+
+
+def _download_and_extract(pkg: Package, dest: Path) -> None:
+    which("dpkg-deb")
+    which("depmod")
+    if dest.exists():
+        shutil.rmtree(dest)  # a half-extracted tree from an interrupted run
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".dl-") as tmp:
+        tmpdir = Path(tmp)
+        wanted = [f"{pkg.name}={pkg.version}"]
+        # 7.x: the image package is a metapackage over linux-binary-* and linux-modules-*
+        wanted += [
+            d for d in pkg.depends if d.startswith(("linux-binary-", "linux-modules-"))
+        ]
+        log.info("downloading %s", " ".join(wanted))
+        debs = apt.download(wanted, tmpdir, timeout=900)
+        root = tmpdir / "root"
+        for deb in debs:
+            run(["dpkg-deb", "-x", str(deb), str(root)])
+        image, release, mods = _find_image(root)
+        base = mods.parent.parent.parent  # .../lib/modules/REL -> base for depmod -b
+        run(["depmod", "-b", str(base), release])
+        meta = {"image": str(image.relative_to(root)), "release": release,
+                "package": pkg.name, "version": pkg.version}
+        (root / _META).write_text(json.dumps(meta, indent=1))
+        root.rename(dest)

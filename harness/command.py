@@ -1,0 +1,99 @@
+"""The one runner of external commands: argv lists only, a re-runnable command line logged."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .errors import CommandError, MissingToolError
+
+log = logging.getLogger("kmatrix.command")
+
+#: tool -> Debian package that provides it; used in MissingToolError hints and by `doctor`
+TOOL_PACKAGES: dict[str, str] = {
+    "vng": "virtme-ng (pip, in .venv)",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "busybox": "busybox-static",
+    "clang-19": "clang-19",
+    "llvm-strip-19": "llvm-19",
+    "bpftool": "bpftool (bookworm-backports)",
+    "ip": "iproute2 (bookworm-backports, >= 6.7 for netkit)",
+    "apt-get": "apt",
+    "dpkg-deb": "dpkg",
+    "depmod": "kmod",
+    "pahole": "dwarves",
+    "gcc": "gcc",
+    "make": "make",
+    "flex": "flex",
+    "bison": "bison",
+    "bc": "bc",
+    "ccache": "ccache",
+    "zstd": "zstd",
+}
+
+
+def format_argv(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+    """A command line the user can paste into a shell to reproduce the call."""
+    prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
+    line = shlex.join(list(argv))
+    return f"{prefix} {line}" if prefix else line
+
+
+def which(tool: str) -> str:
+    """Absolute path of `tool`, looking in the venv's bin dir too; MissingToolError if absent."""
+    import sys
+
+    venv_bin = str(Path(sys.executable).parent)
+    found = shutil.which(tool, path=os.pathsep.join([venv_bin, os.environ.get("PATH", "")]))
+    if found is None:
+        for extra in ("/usr/sbin", "/sbin"):
+            found = shutil.which(tool, path=extra)
+            if found:
+                break
+    if found is None:
+        pkg = TOOL_PACKAGES.get(tool, tool)
+        raise MissingToolError(
+            f"required tool '{tool}' not found",
+            hint=f"install {pkg}: run scripts/bootstrap (or `kmatrix doctor` for the list)",
+        )
+    return found
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    check: bool = True,
+    capture: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run argv (never a shell string); raise CommandError on failure when `check`."""
+    argv = [str(a) for a in argv]
+    log.debug("run: %s", format_argv(argv, env))
+    full_env = {**os.environ, **env} if env else None
+    try:
+        proc = subprocess.run(
+            argv,
+            cwd=cwd,
+            env=full_env,
+            timeout=timeout,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.STDOUT if capture else None,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise MissingToolError(
+            f"required tool '{argv[0]}' not found",
+            hint=f"install {TOOL_PACKAGES.get(Path(argv[0]).name, argv[0])}",
+        ) from exc
+    if check and proc.returncode != 0:
+        raise CommandError(argv, proc.returncode, proc.stdout or "")
+    return proc

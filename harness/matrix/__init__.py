@@ -1,0 +1,1 @@
+"""What a run covers: the kernel matrix (images/matrix.toml)."""

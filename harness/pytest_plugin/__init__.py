@@ -1,0 +1,104 @@
+"""kmatrix pytest plugin (registered through the `pytest11` entry point): the host side.
+
+`--kernel SPEC` (repeatable) parametrizes every case under the case folders (ini
+`kmatrix_case_dirs`, default `cases`) over the kernels, so the session holds one item per
+(case, kernel) with the kernel in the id (`test_x[debian-6.12]`). Each such item is a
+`GuestItem`: its body runs inside a VM booted with that kernel (one boot per kernel per
+process, restarted after a crash), and its verdict, evidence and the kernel's messages come
+back to the host. -k, -m, --lf, -x work on these items as usual.
+
+The guest side is `harness.guest.plugin`, loaded by the agent; this plugin does nothing in
+a guest (KMATRIX_GUEST=1).
+
+- `options`     command-line options and ini keys
+- `session`     per-run state in `config.stash`
+- `pool`        the VMs of this process
+- `items`       GuestItem: a host item whose body runs in the guest
+- `verdict`     the guest's reports -> the host item's phases
+- `recorder`    reports -> results -> junit.xml, matrix.md, ...
+- `scheduling`  pytest-xdist: whole kernels per worker
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from ..errors import KmatrixError
+from ..guest.environment import in_guest
+from ..guest.plugin import CASE_TIMEOUT_HELP, REQUIRES_HELP
+from .items import KERNEL_FIXTURE, GuestFailure, GuestItem, guest_items
+from .options import add_options
+from .recorder import ResultRecorder
+from .session import SessionState, state_key
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", REQUIRES_HELP)
+    config.addinivalue_line("markers", CASE_TIMEOUT_HELP)
+    if in_guest():
+        return
+    state = SessionState.from_config(config)
+    config.stash[state_key] = state
+    if state.kernels and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(ResultRecorder(state), "kmatrix-results")
+    if state.kernels and config.pluginmanager.hasplugin("xdist"):
+        from .scheduling import KernelSchedulingPlugin
+
+        config.pluginmanager.register(
+            KernelSchedulingPlugin([k.label for k in state.kernels]), "kmatrix-xdist")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(state_key, None)
+    if state is not None:
+        state.pool.close_all()
+
+
+@pytest.hookimpl(trylast=True)  # after @parametrize marks: the kernel id comes last
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    state = metafunc.config.stash.get(state_key, None)
+    if state is None or not state.kernels or not state.is_case_path(metafunc.definition.path):
+        return
+    labels = [k.label for k in state.kernels]
+    metafunc.fixturenames.append(KERNEL_FIXTURE)
+    metafunc.parametrize(KERNEL_FIXTURE, labels, ids=labels, indirect=True)
+
+
+@pytest.fixture
+def kmatrix_kernel(request: pytest.FixtureRequest) -> str:
+    """The label of the kernel this item runs on (host side only)."""
+    return str(request.param)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    state = config.stash.get(state_key, None)
+    if state is not None:
+        items[:] = guest_items(state, items)
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if not isinstance(item, GuestItem):
+        return
+    if nextitem is None or getattr(nextitem, "label", None) != item.label:
+        item.state.pool.close(item.label)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Setup and teardown errors of a guest item get the same short text as its call phase
+    (pytest would print the host's traceback through the runner for them)."""
+    report = yield
+    if (isinstance(item, GuestItem) and call.excinfo is not None and call.when != "call"
+            and isinstance(call.excinfo.value, GuestFailure | KmatrixError)):
+        report.longrepr = item.repr_failure(call.excinfo)
+    return report

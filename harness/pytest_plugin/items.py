@@ -1,0 +1,138 @@
+"""Host items: one `GuestItem` per (case, kernel), whose body runs in the guest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..errors import BootError, KmatrixError, VMLostError
+from ..nodeid import without_kernel
+from ..results.model import Status
+from .session import SessionState, state_key
+from .verdict import Phases, guest_properties, interpret
+
+KERNEL_FIXTURE = "kmatrix_kernel"
+#: prefix of the host item's user properties that carry a guest case's record_property
+GUEST_PROPERTY = "guest."
+
+
+class GuestFailure(Exception):
+    """A failure whose text came from the guest (or from the host's evidence of a crash)."""
+
+    def __init__(self, text: str, status: Status = Status.FAIL) -> None:
+        super().__init__(text)
+        self.text = text
+        self.status = status
+
+
+class GuestItem(pytest.Item):
+    """One (case, kernel) pair; its body runs in the guest booted with that kernel."""
+
+    def __init__(self, *, label: str, guest_nodeid: str, timeout: float,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.label = label
+        self.guest_nodeid = guest_nodeid
+        self.timeout = timeout
+        self._phases = Phases()
+        self._crash: GuestFailure | None = None
+
+    @property
+    def state(self) -> SessionState:
+        return self.config.stash[state_key]
+
+    def setup(self) -> None:
+        try:
+            vm = self.state.pool.get(self.label)
+        except BootError:  # reported as ERROR (infrastructure), with the boot's evidence
+            self.user_properties.append(("kmatrix_boot", json.dumps(
+                self.state.pool.boot_record(self.label))))
+            raise
+        self.user_properties.append(("kmatrix_boot", json.dumps(self.state.pool.boot_record(
+            self.label))))
+        try:
+            verdict = vm.run_case(self.guest_nodeid, self.timeout)
+        except VMLostError as exc:
+            self.user_properties.append(("kmatrix_status", "crash"))
+            self._crash = GuestFailure(_crash_text(exc, vm.console_log), Status.CRASH)
+            return
+        self.user_properties.append(("kmatrix_guest_s", f"{verdict.get('duration', 0):.3f}"))
+        self.user_properties += [(f"{GUEST_PROPERTY}{k}", v)
+                                 for k, v in guest_properties(verdict).items()]
+        self._phases = interpret(verdict, self.guest_nodeid, self.timeout)
+        if self._phases.setup_error is not None:
+            raise GuestFailure(self._phases.setup_error, Status.ERROR)
+        if self._phases.setup_skip is not None:
+            pytest.skip(self._phases.setup_skip)
+
+    def runtest(self) -> None:
+        if self._crash is not None:
+            raise self._crash
+        if self._phases.call_error is not None:
+            raise GuestFailure(self._phases.call_error)
+        if self._phases.call_skip is not None:
+            pytest.skip(self._phases.call_skip)
+        if self._phases.xfail is not None:
+            pytest.xfail(self._phases.xfail)
+
+    def teardown(self) -> None:
+        phases, self._phases = self._phases, Phases()
+        self._crash = None
+        if phases.teardown_error is not None:
+            raise GuestFailure(phases.teardown_error, Status.ERROR)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str:
+        if isinstance(excinfo.value, GuestFailure):
+            return f"[{self.label}] {excinfo.value.text}"
+        if isinstance(excinfo.value, KmatrixError):
+            err = excinfo.value
+            tail = getattr(err, "console_tail", "")
+            return f"[{self.label}] {err.describe()}" + (
+                f"\n--- console tail ---\n{tail}" if tail else "")
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"{self.name} (in guest {self.label})"
+
+
+def _crash_text(exc: VMLostError, console_log: Path) -> str:
+    parts = [str(exc)]
+    if exc.panic:
+        parts.append(f"--- kernel report ---\n{exc.panic}")
+    parts.append(f"--- console tail ({console_log}) ---\n{exc.console_tail}")
+    parts.append("the VM was stopped; the next case on this kernel boots a new one")
+    return "\n".join(parts)
+
+
+def guest_items(state: SessionState, items: list[pytest.Item]) -> list[pytest.Item]:
+    """Each collected case function becomes a GuestItem (kept in kernel order: one boot
+    per kernel serves all of its cases); other items are left as they are."""
+    out: list[pytest.Item] = []
+    for item in items:
+        if not isinstance(item, pytest.Function) or not state.is_case_path(item.path):
+            out.append(item)
+            continue
+        if not state.kernels:
+            item.add_marker(pytest.mark.skip(
+                reason="guest case: give --kernel SPEC (or use `kmatrix run`) to run it"))
+            out.append(item)
+            continue
+        label = str(item.callspec.params[KERNEL_FIXTURE])
+        assert item.parent is not None
+        mark = item.get_closest_marker("case_timeout")
+        timeout = float(mark.args[0]) if mark else state.case_timeout
+        guest_id = f"{item.nodeid.rsplit('::', 1)[0]}::{without_kernel(item.name, label)}"
+        gi = GuestItem.from_parent(item.parent, name=item.name, label=label,
+                                   guest_nodeid=guest_id, timeout=timeout)
+        gi.own_markers = list(item.own_markers)
+        gi.keywords.update(item.keywords)
+        gi.extra_keyword_matches.update(item.extra_keyword_matches)
+        out.append(gi)
+        state.pool.nodeids.setdefault(label, []).append(guest_id)
+    order = {k.label: i for i, k in enumerate(state.kernels)}
+    out.sort(key=lambda it: order.get(getattr(it, "label", ""), -1))
+    return out

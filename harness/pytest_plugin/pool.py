@@ -1,0 +1,98 @@
+"""The VMs of one pytest process: at most one per kernel, booted lazily."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..acquire.kernel import Kernel
+from ..bpf.compile import OBJECTS_ENV, object_set
+from ..errors import BootError
+from ..targets.qemu import accel as accel_mod
+from ..targets.qemu.vm import GuestVM, VMOptions
+
+
+class VMPool:
+    """At most one running VM per kernel in this process; boots lazily, reboots after a loss,
+    and remembers a kernel that cannot boot so its remaining cases fail fast."""
+
+    def __init__(self, kernels: list[Kernel], accel_request: str, options: VMOptions,
+                 results_dir: Path, worker: str) -> None:
+        self.kernels = {k.label: k for k in kernels}
+        self.accel_request = accel_request
+        self.options = options
+        self.results_dir = results_dir
+        self.worker = worker
+        self._vms: dict[str, GuestVM] = {}
+        self._accels: dict[str, accel_mod.Accel] = {}
+        self._boot_errors: dict[str, BootError] = {}
+        self._boots: dict[str, int] = {}
+        #: label -> guest node ids this process will run on that kernel
+        self.nodeids: dict[str, list[str]] = {}
+        #: the BPF objects of this checkout, compiled on the host (set at the first boot)
+        self._objects: Path | None = None
+
+    def console_log(self, label: str) -> Path:
+        suffix = f"-{self.worker}" if self.worker != "main" else ""
+        return self.results_dir / f"console-{label}{suffix}.log"
+
+    def get(self, label: str) -> GuestVM:
+        vm = self._vms.get(label)
+        if vm is not None and vm.alive:
+            return vm
+        if vm is not None:
+            vm.close()
+            del self._vms[label]
+        if label in self._boot_errors:
+            err = self._boot_errors[label]
+            first = str(err).splitlines()[0]
+            raise BootError(f"{first} (not retried: this kernel already failed to boot; "
+                            "the first case of this kernel shows the console)")
+        kernel = self.kernels[label]
+        if self._objects is None:
+            self._objects = object_set()
+        if label not in self._accels:
+            self._accels[label] = accel_mod.choose(self.accel_request, kernel.image)
+        vm = GuestVM(kernel, self._accels[label], self.console_log(label),
+                     self.nodeids.get(label, []), self.options,
+                     guest_env={OBJECTS_ENV: str(self._objects)})
+        try:
+            vm.start()
+        except BootError as exc:
+            vm.close()
+            self._boot_errors[label] = exc
+            raise
+        except BaseException:
+            vm.close()
+            raise
+        self._boots[label] = self._boots.get(label, 0) + 1
+        self._vms[label] = vm
+        return vm
+
+    def boot_record(self, label: str) -> dict[str, Any]:
+        """What the controller needs to know of the VM serving `label` right now."""
+        kernel = self.kernels[label]
+        rec: dict[str, Any] = {
+            "spec": kernel.spec, "origin": kernel.origin,
+            "vcpus": self.options.cpus, "memory": self.options.memory,
+            "package_version": kernel.properties.get("package_version", kernel.version or ""),
+        }
+        acc = self._accels.get(label)
+        if acc is not None:
+            rec.update(accel=acc.name, accel_reason=acc.reason)
+        if label in self._boot_errors:
+            rec["boot_error"] = self._boot_errors[label].describe()
+        vm = self._vms.get(label)
+        if vm is not None and vm.info is not None:
+            rec.update(boot_id=f"{self.worker}-{self._boots[label]}", boot_s=vm.info.boot_s,
+                       release=vm.info.release, probes=vm.info.probes)
+        return rec
+
+    def close(self, label: str) -> None:
+        vm = self._vms.pop(label, None)
+        if vm is not None:
+            vm.close()
+
+    def close_all(self) -> None:
+        for label in list(self._vms):
+            self.close(label)

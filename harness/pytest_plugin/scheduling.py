@@ -1,0 +1,141 @@
+"""pytest-xdist scheduling by kernel: every case of one kernel goes to one worker, so each
+worker boots each of its kernels once.
+
+A scheduler of our own, implementing xdist's public `Scheduling` protocol (returned from the
+public `pytest_xdist_make_scheduler` hook). Work units are whole kernels, handed out in
+matrix order to whichever worker is free; items without a kernel (the harness's own tests)
+form one unit of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from ..nodeid import kernel_label_of
+
+#: the work unit of items that belong to no kernel
+NO_KERNEL = ""
+
+
+class KernelScheduling:
+    """xdist `Scheduling` with the kernel label as the unit of work."""
+
+    def __init__(self, config: pytest.Config, labels: Sequence[str], numnodes: int) -> None:
+        self.config = config
+        self.labels = list(labels)
+        self.numnodes = numnodes
+        self.collection: list[str] | None = None
+        #: worker -> the indices it collected in order (all must collect the same)
+        self.collections: dict[Any, list[str]] = {}
+        #: worker -> indices sent to it and not reported complete yet
+        self.assigned: dict[Any, list[int]] = {}
+        #: work units not handed out yet: lists of indices, in matrix order
+        self.queue: list[list[int]] = []
+
+    # -- the protocol's properties -----------------------------------------------------
+    @property
+    def nodes(self) -> list[Any]:
+        return list(self.assigned)
+
+    @property
+    def collection_is_completed(self) -> bool:
+        return len(self.collections) >= self.numnodes
+
+    @property
+    def tests_finished(self) -> bool:
+        if not self.collection_is_completed or self.queue:
+            return False
+        # a worker keeps its last item until it knows there is no next one
+        return all(len(pending) < 2 for pending in self.assigned.values())
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self.queue) or any(self.assigned.values())
+
+    # -- nodes -----------------------------------------------------------------------------
+    def add_node(self, node: Any) -> None:
+        assert node not in self.assigned
+        self.assigned[node] = []
+
+    def add_node_collection(self, node: Any, collection: Sequence[str]) -> None:
+        assert node in self.assigned
+        self.collections[node] = list(collection)
+
+    def remove_node(self, node: Any) -> str | None:
+        """A worker went away: its unfinished items go back to the queue; the one it was
+        running (the first unfinished) is returned as the crashed item."""
+        pending = self.assigned.pop(node)
+        self.collections.pop(node, None)
+        if not pending:
+            return None
+        assert self.collection is not None
+        crashed = self.collection[pending[0]]
+        if pending[1:]:
+            self.queue.insert(0, pending[1:])
+            for other in self.nodes:
+                self._feed(other)
+        return crashed
+
+    # -- progress --------------------------------------------------------------------------
+    def mark_test_complete(self, node: Any, item_index: int, duration: float = 0) -> None:
+        self.assigned[node].remove(item_index)
+        self._feed(node)
+
+    def mark_test_pending(self, item: str) -> None:
+        raise NotImplementedError("kmatrix's kernel scheduler does not reschedule items")
+
+    def remove_pending_tests_from_node(self, node: Any, indices: Sequence[int]) -> None:
+        raise NotImplementedError("kmatrix's kernel scheduler does not steal work")
+
+    def schedule(self) -> None:
+        assert self.collection_is_completed
+        if self.collection is None:
+            collections = list(self.collections.values())
+            first = collections[0]
+            if any(other != first for other in collections[1:]):
+                self.config.hook.pytest_collectreport(report=pytest.CollectReport(
+                    nodeid="", outcome="failed", result=[],
+                    longrepr="kmatrix: xdist workers collected different cases"))
+                return
+            self.collection = first
+            self.queue = self.units(first)
+        for node in self.nodes:
+            self._feed(node)
+
+    def units(self, collection: Sequence[str]) -> list[list[int]]:
+        """The work units of `collection`: one per kernel in matrix order, then the rest."""
+        by_label: dict[str, list[int]] = {}
+        for index, nodeid in enumerate(collection):
+            label = kernel_label_of(nodeid, self.labels) or NO_KERNEL
+            by_label.setdefault(label, []).append(index)
+        order = [*self.labels, NO_KERNEL]
+        return [by_label[label] for label in order if label in by_label]
+
+    def _feed(self, node: Any) -> None:
+        """Give an idle worker the next unit; shut it down when there is none left."""
+        if node.shutting_down or self.collection is None:
+            return
+        if len(self.assigned[node]) > 1:  # still busy (the last item is held back)
+            return
+        if not self.queue:
+            node.shutdown()
+            return
+        unit = self.queue.pop(0)
+        self.assigned[node].extend(unit)
+        node.send_runtest_some(unit)
+
+
+class KernelSchedulingPlugin:
+    """Registered on the xdist controller when kernels are given."""
+
+    def __init__(self, labels: Sequence[str]) -> None:
+        self.labels = list(labels)
+
+    @pytest.hookimpl
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> KernelScheduling:
+        from xdist.workermanage import parse_tx_spec_config
+
+        return KernelScheduling(config, self.labels, len(parse_tx_spec_config(config)))

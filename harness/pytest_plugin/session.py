@@ -1,0 +1,115 @@
+"""Per-run state of the host session, kept in `config.stash` (no module globals)."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..acquire.kernel import Kernel
+from ..acquire.spec import resolve_all
+from ..errors import KmatrixError
+from ..paths import PROJECT_ROOT
+from ..results.model import CaseResult, RunResults
+from ..results.writers import write_all
+from ..targets.qemu.vm import VMOptions
+from .pool import VMPool
+
+log = logging.getLogger("kmatrix.session")
+
+_RESULTS_ENV = "KMATRIX_RESULTS_DIR"
+
+
+@dataclass
+class SessionState:
+    kernels: list[Kernel]
+    case_dirs: list[Path]
+    case_timeout: float
+    results_dir: Path
+    pool: VMPool
+    results: RunResults = field(default_factory=RunResults)
+    started: float = 0.0
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> SessionState:
+        specs: list[str] = config.getoption("kernel") or []
+        try:
+            kernels = resolve_all(specs)
+        except KmatrixError as exc:
+            raise pytest.UsageError(f"kmatrix: {exc.describe()}") from exc
+        dirs = [Path(p) for p in config.getini("kmatrix_case_dirs")] or [PROJECT_ROOT / "cases"]
+        results_dir = cls._results_dir(config)
+        workerinput = getattr(config, "workerinput", {})
+        worker = workerinput.get("workerid", "main")
+        cpus = config.getoption("vm_cpus") or auto_vm_cpus(
+            int(workerinput.get("workercount", 1)), len(os.sched_getaffinity(0)))
+        options = VMOptions(cpus=cpus,
+                            memory=config.getoption("vm_memory"),
+                            boot_timeout=config.getoption("boot_timeout"),
+                            watchdog_grace=config.getoption("watchdog_grace"))
+        pool = VMPool(kernels, config.getoption("accel"), options, results_dir, worker)
+        state = cls(kernels, [d.resolve() for d in dirs], config.getoption("case_timeout"),
+                    results_dir, pool)
+        for k in kernels:
+            info = state.results.kernel(k.label)
+            info.spec, info.origin = k.spec, k.origin
+            info.package_version = k.properties.get("package_version", k.version or "")
+            info.release = k.release or ""
+        return state
+
+    @staticmethod
+    def _results_dir(config: pytest.Config) -> Path:
+        opt = config.getoption("results_dir")
+        if opt:
+            path = Path(opt)
+        elif os.environ.get(_RESULTS_ENV):
+            path = Path(os.environ[_RESULTS_ENV])
+        else:
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            path = PROJECT_ROOT / "results" / stamp
+        path = path.resolve()
+        os.environ[_RESULTS_ENV] = str(path)  # xdist workers inherit it
+        return path
+
+    def is_case_path(self, path: Path) -> bool:
+        path = path.resolve()
+        return any(path.is_relative_to(d) for d in self.case_dirs)
+
+    def console_log(self, label: str) -> Path:
+        return self.pool.console_log(label)
+
+    def note_boot(self, label: str, rec: dict[str, Any]) -> None:
+        info = self.results.kernel(label)
+        for key in ("spec", "origin", "package_version", "accel", "accel_reason", "release",
+                    "boot_error", "vcpus", "memory"):
+            if rec.get(key):
+                setattr(info, key, rec[key])
+        if rec.get("probes"):
+            info.probes = rec["probes"]
+        if rec.get("boot_id"):
+            info.boots[rec["boot_id"]] = float(rec.get("boot_s", 0.0))
+
+    def record(self, case: CaseResult) -> None:
+        self.results.add(case)
+
+    def write_reports(self) -> dict[str, Path]:
+        return write_all(self.results, self.results_dir)
+
+
+#: vCPUs per guest when the host has cores to spare
+MAX_AUTO_VM_CPUS = 2
+
+
+def auto_vm_cpus(parallel_vms: int, host_cpus: int) -> int:
+    """vCPUs per guest so that the VMs running side by side do not outnumber the host's
+    cores. Measured here (2 cores, TCG): two guests with 2 vCPUs each took 380 s to boot,
+    with 1 vCPU each 60 s; guest spinlocks spin while their holder's vCPU is descheduled."""
+    return max(1, min(MAX_AUTO_VM_CPUS, host_cpus // max(1, parallel_vms)))
+
+
+state_key = pytest.StashKey[SessionState]()

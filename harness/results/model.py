@@ -1,0 +1,116 @@
+"""One result model for a run; the JUnit, JSON and Markdown writers only read it."""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..nodeid import case_id
+
+
+class Status(enum.IntEnum):
+    """Ranked: when several things happen to one case, the worst wins."""
+
+    SKIP = 0
+    PASS = 1
+    FAIL = 2
+    ERROR = 3  # infrastructure: the VM did not boot, the harness broke
+    CRASH = 4  # the guest kernel died (panic/oops/hang) during the case
+
+    @property
+    def symbol(self) -> str:
+        return {Status.SKIP: "skip", Status.PASS: "pass", Status.FAIL: "fail",
+                Status.ERROR: "error", Status.CRASH: "crash"}[self]
+
+
+@dataclass
+class KernelInfo:
+    """What we know of one kernel of the matrix after booting it."""
+
+    label: str
+    spec: str = ""
+    origin: str = ""
+    release: str = ""
+    package_version: str = ""
+    accel: str = ""
+    accel_reason: str = ""
+    #: guest CPUs and memory the VMs got
+    vcpus: int = 0
+    memory: str = ""
+    #: feature -> {"supported": bool, "detail": str}, from the guest's probes
+    probes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: host seconds from vng start to agent ready, one entry per boot
+    boots: dict[str, float] = field(default_factory=dict)
+    boot_error: str = ""
+
+
+@dataclass
+class CaseResult:
+    nodeid: str
+    kernel: str
+    #: the suite/feature column in the matrix (module name without test_, e.g. "tcx")
+    feature: str
+    status: Status
+    message: str = ""
+    details: str = ""
+    duration: float = 0.0
+    guest_duration: float = 0.0
+    output: str = ""
+    #: what the case saw the kernel do, recorded in the guest with
+    #: record_property("observed", ...) (e.g. "delivered", "insert refused: EOPNOTSUPP")
+    observed: str = ""
+
+
+@dataclass
+class RunResults:
+    kernels: dict[str, KernelInfo] = field(default_factory=dict)
+    cases: list[CaseResult] = field(default_factory=list)
+
+    def kernel(self, label: str) -> KernelInfo:
+        if label not in self.kernels:
+            self.kernels[label] = KernelInfo(label)
+        return self.kernels[label]
+
+    def add(self, case: CaseResult) -> None:
+        self.cases.append(case)
+
+    def counts(self) -> Counter[Status]:
+        return Counter(c.status for c in self.cases)
+
+    def matrix(self) -> dict[str, dict[str, Counter[Status]]]:
+        """feature -> kernel -> status counts."""
+        out: dict[str, dict[str, Counter[Status]]] = defaultdict(lambda: defaultdict(Counter))
+        for c in self.cases:
+            out[c.feature][c.kernel][c.status] += 1
+        return out
+
+    def observations(self) -> dict[str, dict[str, dict[str, str]]]:
+        """feature -> case id without the kernel -> kernel -> what the case observed."""
+        out: dict[str, dict[str, dict[str, str]]] = defaultdict(lambda: defaultdict(dict))
+        for c in self.cases:
+            if c.observed:
+                out[c.feature][case_id(c.nodeid, c.kernel)][c.kernel] = c.observed
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kernels": {k: asdict(v) for k, v in self.kernels.items()},
+            "cases": [{**asdict(c), "status": c.status.symbol} for c in self.cases],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunResults:
+        res = cls()
+        for label, info in data.get("kernels", {}).items():
+            res.kernels[label] = KernelInfo(**info)
+        by_name = {s.symbol: s for s in Status}
+        for c in data.get("cases", []):
+            res.cases.append(CaseResult(**{**c, "status": by_name[c["status"]]}))
+        return res
+
+    def write_json(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=1))

@@ -1,0 +1,1 @@
+"""Where cases run: `qemu` (a virtme-ng VM per kernel) today."""

@@ -1,0 +1,112 @@
+"""Host-side collection: one item per (case, kernel), kernel last in the id, grouped by
+kernel, guest node ids without the kernel. Uses a fake bzImage: nothing boots here."""
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from harness.nodeid import without_kernel as guest_name
+from harness.pytest_plugin.recorder import ResultRecorder
+from harness.results.model import CaseResult, Status
+
+pytest_plugins = ["pytester"]
+
+
+def test_guest_name() -> None:
+    assert guest_name("test_x[debian-6.12]", "debian-6.12") == "test_x"
+    assert guest_name("test_x[ingress-debian-6.12]", "debian-6.12") == "test_x[ingress]"
+    with pytest.raises(ValueError):
+        guest_name("test_x[debian-6.12-ingress]", "debian-6.12")
+
+
+def _fake_kernel(path: Path) -> str:
+    data = bytearray(0x400)
+    data[0x202:0x206] = b"HdrS"
+    path.write_bytes(bytes(data))
+    return str(path)
+
+
+def test_items_per_kernel(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nkmatrix_case_dirs = cases\n")
+    cases = pytester.mkdir("cases")
+    (cases / "test_demo.py").write_text(
+        "import pytest\n"
+        "@pytest.mark.parametrize('hook', ['ingress', 'egress'])\n"
+        "def test_attach(hook):\n    pass\n"
+        "def test_plain():\n    pass\n")
+    (pytester.path / "test_host.py").write_text("def test_host_only():\n    pass\n")
+    k1 = _fake_kernel(pytester.path / "kA")
+    k2 = _fake_kernel(pytester.path / "kB")
+    result = pytester.runpytest("--kernel", k1, "--kernel", k2, "--collect-only", "-q",
+                                "-p", "no:cacheprovider")
+    ids = [line for line in result.outlines if "::" in line]
+    assert ids == [
+        "test_host.py::test_host_only",
+        "cases/test_demo.py::test_attach[ingress-kA]",
+        "cases/test_demo.py::test_attach[egress-kA]",
+        "cases/test_demo.py::test_plain[kA]",
+        "cases/test_demo.py::test_attach[ingress-kB]",
+        "cases/test_demo.py::test_attach[egress-kB]",
+        "cases/test_demo.py::test_plain[kB]",
+    ]
+    # -k selects on the kernel id as on any other id part
+    result = pytester.runpytest("--kernel", k1, "--kernel", k2, "--collect-only", "-q",
+                                "-k", "kB and plain", "-p", "no:cacheprovider")
+    assert [line for line in result.outlines if "::" in line] == [
+        "cases/test_demo.py::test_plain[kB]"]
+
+
+def test_without_kernel_cases_skip(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nkmatrix_case_dirs = cases\n")
+    cases = pytester.mkdir("cases")
+    (cases / "test_demo.py").write_text("def test_plain():\n    raise AssertionError\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*guest case: give --kernel SPEC*"])
+
+
+def test_bad_kernel_is_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nkmatrix_case_dirs = cases\n")
+    result = pytester.runpytest("--kernel", "/nonexistent", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*kernel '/nonexistent': no such file or directory*"])
+
+
+def test_kernel_label_of() -> None:
+    from harness.nodeid import kernel_label_of
+
+    labels = ["debian-6.1", "debian-6.12"]
+    assert kernel_label_of("c/t.py::test_x[debian-6.12]", labels) == "debian-6.12"
+    assert kernel_label_of("c/t.py::test_x[ingress-debian-6.1]", labels) == "debian-6.1"
+    assert kernel_label_of("c/t.py::test_x[ingress]", labels) is None
+
+
+
+def _recorder(label: str) -> tuple[ResultRecorder, list[CaseResult]]:
+    """A ResultRecorder over a stand-in session state that knows one kernel label."""
+    recorded: list[CaseResult] = []
+    state = SimpleNamespace(kernels=[SimpleNamespace(label=label)], record=recorded.append)
+    return ResultRecorder(cast(Any, state)), recorded
+
+
+def test_recorded_duration_counts_every_phase() -> None:
+    """A guest item works in setup (boot, then the case in the guest): the recorded time
+    (JUnit's `time`) must be setup + call, not the ~0 s call phase alone."""
+    recorder, recorded = _recorder("debian-6.12")
+    nodeid = "cases/test_tcx.py::test_a[debian-6.12]"
+    for when, duration in (("setup", 2.5), ("call", 0.001), ("teardown", 0.002)):
+        recorder.pytest_runtest_logreport(pytest.TestReport(
+            nodeid, ("x", None, "t"), {}, "passed", None, when, duration=duration))
+    assert [(c.status, round(c.duration, 3)) for c in recorded] == [(Status.PASS, 2.501)]
+
+
+def test_xfail_message_is_its_reason() -> None:
+    recorder, recorded = _recorder("debian-6.1")
+    report = pytest.TestReport("cases/t.py::t[debian-6.1]", ("x", None, "t"), {},
+                               "skipped", "reader = <socket ...>\nXFailed", "call")
+    report.wasxfail = "kernel gap: FIONREAD is 0"
+    recorder.pytest_runtest_logreport(report)
+    assert [(c.status, c.message) for c in recorded] == [
+        (Status.SKIP, "xfail: kernel gap: FIONREAD is 0")]
