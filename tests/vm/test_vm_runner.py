@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KERNEL = os.environ.get("KMATRIX_TEST_KERNEL", "debian:6.12")
 
 pytestmark = pytest.mark.vm
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.vm
 
 def kmatrix_run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     results = tmp_path / "results"
-    argv = [sys.executable, "-m", "harness.cli", "run", "--no-cache", "--kernel", KERNEL,
+    argv = [sys.executable, "-m", "harness", "run", "--no-cache", "--kernel", KERNEL,
             "--boot-timeout", "900",
             "--results-dir", str(results), *args]
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=1800)
@@ -45,7 +45,7 @@ def outcomes(junit: Path) -> dict[str, tuple[str, str]]:
 
 def test_crash_hang_recovery(tmp_path: Path) -> None:
     proc, results = kmatrix_run(
-        tmp_path, "--watchdog-grace", "30", "tests/vm_cases/test_guest_basics.py",
+        tmp_path, "--watchdog-grace", "30", "tests/vm/cases/test_guest_basics.py",
         "-k", "not noop")
     assert proc.returncode == 1, "failing cases must make the run fail"
     got = outcomes(results / "junit.xml")
@@ -95,7 +95,7 @@ def test_crash_hang_recovery(tmp_path: Path) -> None:
     (str(ROOT / "README.md"), "not a bootable x86 kernel image"),
 ])
 def test_bad_kernel_fails_fast(spec: str, expect: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--kernel", spec],
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--kernel", spec],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert expect in proc.stderr + proc.stdout
@@ -105,9 +105,9 @@ def test_boot_that_stops_progressing(tmp_path: Path) -> None:
     """A boot that cannot finish in its window is an ERROR of the kernel's first case, with
     the stage reached and the console tail; the kernel's next case fails fast, unbooted."""
     results = tmp_path / "results"
-    argv = [sys.executable, "-m", "harness.cli", "run", "--no-cache", "--kernel", KERNEL,
+    argv = [sys.executable, "-m", "harness", "run", "--no-cache", "--kernel", KERNEL,
             "--boot-timeout", "3", "--results-dir", str(results),
-            "tests/vm_cases/test_guest_basics.py", "-k", "runs_in_guest or fails_in_guest"]
+            "tests/vm/cases/test_guest_basics.py", "-k", "runs_in_guest or fails_in_guest"]
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
     print(proc.stdout[-4000:], proc.stderr[-2000:])
     assert proc.returncode == 1
