@@ -33,8 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness.acquire import sources
-from harness.acquire.build import builder as kbuild
 from harness.acquire.build import cache as kcache
+from harness.acquire.build import plan as build_plan
 from harness.command import format_argv, run, which
 from harness.errors import CommandError, KmatrixError
 
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"[1] build {args.spec} (a cache hit if it was built before)", flush=True)
         t_first = timed(kmatrix_build(args.spec))
-        plan = kbuild.plan_build(args.spec, None)
+        plan = build_plan.plan_build(args.spec, None)
         entry = kcache.lookup(plan.key)
         if entry is None:
             raise SystemExit(f"{args.spec} is not in the cache after building it")

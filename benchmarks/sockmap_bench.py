@@ -98,8 +98,9 @@ def write_svg(results: list[dict[str, Any]], path: Path) -> None:
         for j, rpath in enumerate(REDIRECTS):
             s = Series(f"{result['kernel']} {rpath}", COLOURS[(2 * i + j) % len(COLOURS)])
             for title, metric in zip(_TITLES, ("throughput", "latency"), strict=True):
-                s.points[title] = [(int(size), float(v[metric]))
-                                   for size, v in rat[rpath].items() if v[metric]]
+                s.points[title] = [(int(size), float(value))
+                                   for size, v in rat[rpath].items()
+                                   if (value := v[metric]) is not None and value]
             series.append(s)
     sizes = sorted({int(s) for r in results for s in r["sizes"]})
     ratio_lines(path, _TITLES, series, sizes)

@@ -3,6 +3,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -33,5 +34,20 @@ int probe_iter_unix(struct bpf_iter__unix *ctx)
 
 	if (unix_sk)
 		BPF_SEQ_PRINTF(ctx->meta->seq, "unix %u\n", ctx->uid);
+	return 0;
+}
+
+/* Probe all_netns_sock_iter: retargeted before load (bpf_program__set_attach_target) at a
+ * candidate all-namespaces socket iterator; prints the cookie and namespace inode of each
+ * socket, read here as a struct sock_common like iter/tcp's. No kernel has such a target
+ * yet, so the retargeting is what fails today. */
+SEC("iter/tcp")
+int probe_iter_allns(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *sk = ctx->sk_common;
+
+	if (sk)
+		BPF_SEQ_PRINTF(ctx->meta->seq, "sock %llu %u\n", bpf_get_socket_cookie(sk),
+			       BPF_CORE_READ(sk, skc_net.net, ns.inum));
 	return 0;
 }

@@ -18,8 +18,15 @@ int probe_sk_msg(struct sk_msg_md *msg)
 	return SK_PASS;
 }
 
-SEC("sk_skb/stream_verdict")
+/* attached with BPF_SK_SKB_VERDICT (5.13, no stream parser), as the suite does */
+SEC("sk_skb/verdict")
 int probe_sk_skb_verdict(struct __sk_buff *skb)
+{
+	return SK_PASS;
+}
+
+SEC("sk_skb/stream_verdict")
+int probe_sk_skb_stream_verdict(struct __sk_buff *skb)
 {
 	return SK_PASS;
 }

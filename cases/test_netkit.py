@@ -39,10 +39,17 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from harness.guest import bpf as lb
 from harness.guest.bpf import counters
+from harness.guest.fixtures import KernelExpectations
 from harness.guest.net import genl
 from harness.guest.net import netkit as nk
 from harness.guest.net.netkit import NetkitMode, NetkitPairing, NetkitPolicy, NetkitScrub
-from harness.guest.net.netns import create_netns, remove_netns, run_in_netns, socket_in
+from harness.guest.net.netns import (
+    INIT_NETNS,
+    create_netns,
+    remove_netns,
+    run_in_netns,
+    socket_in,
+)
 from harness.guest.net.packets import (
     ETH_P_ARP,
     ETH_P_IP,
@@ -55,6 +62,8 @@ from harness.guest.net.packets import (
     udp_to,
 )
 from harness.guest.wait import unique_name, wait_until
+from harness.guest.xdp import netdevsim
+from harness.guest.xdp.lease import create_netkit
 
 pytestmark = pytest.mark.requires("netkit")
 
@@ -502,14 +511,16 @@ def _mark_blackhole(ns: str, ifname: str, mark: int) -> None:
     ids=["primary-none", "peer-none"],
 )
 def test_scrub_mark_across_namespaces(
-    make_topo: Callable[..., Topo], scrub: NetkitScrub, peer_scrub: NetkitScrub
+    make_topo: Callable[..., Topo], scrub: NetkitScrub, peer_scrub: NetkitScrub,
+    expect: KernelExpectations,
 ) -> None:
     """IFLA_NETKIT_SCRUB (of the transmitting device): DEFAULT zeroes skb->mark when the
     packet changes namespace, NONE keeps it. Observed with a fwmark rule on the receiver."""
     topo = make_topo(scrub=scrub, peer_scrub=peer_scrub)
     prim = topo.primary_info()
     if "IFLA_NETKIT_SCRUB" not in prim.present:
-        pytest.skip(f"kernel reports no IFLA_NETKIT_SCRUB (sent: {sorted(prim.present)})")
+        expect.refused("netkit_scrub", "the kernel ignores IFLA_NETKIT_SCRUB (above its "
+                       f"IFLA_NETKIT_MAX): dump has only {sorted(prim.present)}")
     assert (prim.scrub, prim.peer_scrub) == (scrub, peer_scrub)
     mark = 0x2A
     _mark_blackhole(topo.pod, topo.peer, mark)
@@ -526,17 +537,17 @@ def test_scrub_mark_across_namespaces(
 # --- cases: headroom/tailroom, single device -----------------------------------------------
 
 
-def test_headroom_tailroom(make_netns: Callable[[str], str]) -> None:
+def test_headroom_tailroom(make_netns: Callable[[str], str],
+                           expect: KernelExpectations) -> None:
     host, pod = make_netns("host"), make_netns("pod")
     prim, peer = nk.create_pair(
         "nkhr0", "nkhr1", netns=host, peer_netns=pod, headroom=96, tailroom=48
     )
     try:
         if "IFLA_NETKIT_HEADROOM" not in prim.present:
-            pytest.skip(
-                "kernel accepted IFLA_NETKIT_HEADROOM/TAILROOM but ignores them (above its "
-                f"IFLA_NETKIT_MAX): dump has only {sorted(prim.present)}"
-            )
+            expect.refused("netkit_headroom", "the kernel accepted IFLA_NETKIT_HEADROOM/"
+                           "TAILROOM but ignores them (above its IFLA_NETKIT_MAX): dump has "
+                           f"only {sorted(prim.present)}")
         for dev in (prim, peer):
             assert (dev.headroom, dev.tailroom) == (96, 48), dev
         with pytest.raises(NetlinkError) as exc:
@@ -558,7 +569,8 @@ def test_headroom_tailroom(make_netns: Callable[[str], str]) -> None:
         nk.delete("nkhr2", netns=host)
 
 
-def test_single_device_mode(make_netns: Callable[[str], str]) -> None:
+def test_single_device_mode(make_netns: Callable[[str], str],
+                            expect: KernelExpectations) -> None:
     ns = make_netns("single")
     with rtnl(ns) as ipr:
         before = {int(m["index"]) for m in ipr.link("dump")}
@@ -567,10 +579,9 @@ def test_single_device_mode(make_netns: Callable[[str], str]) -> None:
         if "IFLA_NETKIT_PAIRING" not in dev.present:
             with rtnl(ns) as ipr:
                 extra = sorted(m.get_attr("IFLA_IFNAME") for m in ipr.link("dump"))
-            pytest.skip(
-                "kernel ignores IFLA_NETKIT_PAIRING (above its IFLA_NETKIT_MAX): it made a "
-                f"pair instead, devices now {extra}, dump has only {sorted(dev.present)}"
-            )
+            expect.refused("netkit_single", "the kernel ignores IFLA_NETKIT_PAIRING (above "
+                           f"its IFLA_NETKIT_MAX): it made a pair instead, devices now {extra}, "
+                           f"dump has only {sorted(dev.present)}")
         assert dev.pairing is NetkitPairing.SINGLE and dev.primary
         assert dev.link == 0 and dev.peer_policy is None and dev.scrub is None
         with rtnl(ns) as ipr:
@@ -1010,13 +1021,14 @@ def test_bpf_refusals(make_topo: Callable[..., Topo], progs: Progs) -> None:
 
 
 @pytest.mark.parametrize("scrub", [NetkitScrub.DEFAULT, NetkitScrub.NONE], ids=["default", "none"])
-def test_bpf_scrub_seen(make_topo: Callable[..., Topo], progs: Progs, scrub: NetkitScrub) -> None:
+def test_bpf_scrub_seen(make_topo: Callable[..., Topo], progs: Progs, scrub: NetkitScrub,
+                        expect: KernelExpectations) -> None:
     """What the program sees of skb->mark and skb->priority set by the sender (SO_MARK,
     SO_PRIORITY) after crossing into the other namespace: zeroed with scrub default, kept
     with scrub none; for each side's own scrub setting."""
     topo = make_topo(scrub=scrub, peer_scrub=scrub)
     if "IFLA_NETKIT_SCRUB" not in topo.primary_info().present:
-        pytest.skip("kernel reports no IFLA_NETKIT_SCRUB")
+        expect.refused("netkit_scrub", "the kernel ignores IFLA_NETKIT_SCRUB")
     progs.link(1, topo, PRIMARY)
     progs.link(2, topo, PEER)
     mark, prio = 42, 0xEB9F
@@ -1029,12 +1041,14 @@ def test_bpf_scrub_seen(make_topo: Callable[..., Topo], progs: Progs, scrub: Net
         assert (seen.mark, seen.priority) == want, (n, seen)
 
 
-def test_bpf_headroom_tailroom_seen(make_topo: Callable[..., Topo], progs: Progs) -> None:
+def test_bpf_headroom_tailroom_seen(make_topo: Callable[..., Topo], progs: Progs,
+                                    expect: KernelExpectations) -> None:
     """IFLA_NETKIT_HEADROOM/TAILROOM become needed_headroom/tailroom of both devices, as a
     program reads them from skb->dev (CO-RE), like the selftest's tc8."""
     topo = make_topo(headroom=96, tailroom=48)
     if "IFLA_NETKIT_HEADROOM" not in topo.primary_info().present:
-        pytest.skip("kernel ignores IFLA_NETKIT_HEADROOM/TAILROOM (above its IFLA_NETKIT_MAX)")
+        expect.refused("netkit_headroom", "the kernel ignores IFLA_NETKIT_HEADROOM/TAILROOM "
+                       "(above its IFLA_NETKIT_MAX)")
     plain = make_topo()
     progs.link(1, topo, PRIMARY)
     progs.link(2, topo, PEER)
@@ -1115,17 +1129,16 @@ def test_bpf_device_deletion_releases(
     l2.detach()  # detaching a defunct link is a no-op, not an error
 
 
-def test_bpf_single_device_refused(make_netns: Callable[[str], str], progs: Progs) -> None:
+def test_bpf_single_device_refused(make_netns: Callable[[str], str], progs: Progs,
+                                   expect: KernelExpectations) -> None:
     """A single netkit device (IFLA_NETKIT_PAIRING single) takes no netkit programs:
     attach and query answer EOPNOTSUPP."""
     ns = make_netns("single")
     dev = nk.create("nks0", pairing=NetkitPairing.SINGLE, netns=ns)
     try:
         if "IFLA_NETKIT_PAIRING" not in dev.present:
-            pytest.skip(
-                "kernel ignores IFLA_NETKIT_PAIRING (above its IFLA_NETKIT_MAX): dump has "
-                f"only {sorted(dev.present)}"
-            )
+            expect.refused("netkit_single", "the kernel ignores IFLA_NETKIT_PAIRING (above "
+                           f"its IFLA_NETKIT_MAX): dump has only {sorted(dev.present)}")
         for target in (PRIMARY, PEER):
             for what in ("link_create", "prog_attach", "prog_query"):
                 with run_in_netns(ns), pytest.raises(OSError) as exc:
@@ -1138,25 +1151,26 @@ def test_bpf_single_device_refused(make_netns: Callable[[str], str], progs: Prog
 # === queue leasing (NETDEV_CMD_QUEUE_CREATE, 7.x) ===========================================
 
 
-def _netdev_family_or_skip() -> genl.GenlFamily:
+def _netdev_family_or_refused(expect: KernelExpectations) -> genl.GenlFamily:
     try:
         fam = genl.netdev_family()
     except OSError as exc:
-        pytest.skip(f"no netdev generic netlink family: {exc}")
+        expect.refused("netdev_queue_create", f"no netdev generic netlink family: {exc}")
     if genl.NETDEV_CMD_QUEUE_CREATE not in fam.ops:
-        pytest.skip(
-            f"genl family netdev (id {fam.id}) has no queue-create op "
-            f"(NETDEV_CMD_QUEUE_CREATE={genl.NETDEV_CMD_QUEUE_CREATE}); ops {sorted(fam.ops)}"
-        )
+        expect.refused("netdev_queue_create",
+                       f"genl family netdev (id {fam.id}) has no queue-create op "
+                       f"(NETDEV_CMD_QUEUE_CREATE={genl.NETDEV_CMD_QUEUE_CREATE}); "
+                       f"ops {sorted(fam.ops)}")
     return fam
 
 
-def test_queue_create_refusals(make_topo: Callable[..., Topo]) -> None:
+def test_queue_create_refusals(make_topo: Callable[..., Topo],
+                               expect: KernelExpectations) -> None:
     """The netkit peer accepts NETDEV_CMD_QUEUE_CREATE (it has ndo_queue_create), and the
     kernel then insists on a physical lessor and on RX queues; a device without queue
     management (lo) is refused before that."""
     topo = make_topo(addresses=False)
-    _netdev_family_or_skip()
+    _netdev_family_or_refused(expect)
     with run_in_netns(topo.pod):
         with pytest.raises(genl.GenlError) as exc:
             genl.queue_create(topo.peer_index, 1, 0)  # lessor lo: virtual
@@ -1173,31 +1187,30 @@ def test_queue_create_refusals(make_topo: Callable[..., Topo]) -> None:
     assert not os.path.exists(f"/sys/class/net/{topo.peer}/queues/rx-1")
 
 
-def _physical_devices() -> list[tuple[str, int]]:
-    """(name, ifindex) of the devices with a parent bus device in this (the guest's init)
-    network namespace: the only possible lessors."""
-    out = []
-    for name in sorted(os.listdir("/sys/class/net")):
-        if os.path.exists(f"/sys/class/net/{name}/device"):
-            with open(f"/sys/class/net/{name}/ifindex") as f:
-                out.append((name, int(f.read())))
-    return out
-
-
-def test_queue_lease(make_netns: Callable[[str], str]) -> None:
-    """Lease RX queue 0 of a physical device to a netkit peer: the peer gains queue rx-1;
-    deleting the pair returns the queue (it can be leased again). Needs a lessor with
-    queue management ops (netdevsim, some NIC drivers); skipped with the kernel's
-    answers when the VM has none."""
-    _netdev_family_or_skip()
-    phys = _physical_devices()
-    if not phys:
-        pytest.skip(f"no physical network device to lease from: {os.listdir('/sys/class/net')}")
-    # the pair lives next to the lessors (the guest's init netns), under unique names
+def test_queue_lease(make_netns: Callable[[str], str], expect: KernelExpectations) -> None:
+    """Lease RX queue 0 of a netdevsim port to a netkit peer: the peer gains queue rx-1;
+    deleting the pair returns the queue (it can be leased again). The lessor is a
+    netdevsim device (queue management ops, a parent bus device) made next to the pair in
+    the guest's init netns, where sysfs shows both, and deleted after; a kernel without
+    netdevsim skips, saying so; a refusal with a lessor at hand is the kernel's answer."""
+    _netdev_family_or_refused(expect)
+    missing = netdevsim.unavailable()
+    if missing is not None:
+        pytest.skip(f"needs a lessor with queue management ops: {missing}")
+    # the pair lives next to the lessor (the guest's init netns), under unique names
     names = (unique_name("nkqa"), unique_name("nkqb"))
     refused: list[str] = []
+    with run_in_netns(INIT_NETNS), netdevsim.Netdevsim(ports=1, queues=2) as nsim:
+        _lease_from_any(names, [(p.ifname, p.ifindex) for p in nsim.ports], refused)
+    if refused:
+        expect.refused("queue_lease", "netdevsim would not lease a queue: "
+                       + "; ".join(refused))
+
+
+def _lease_from_any(names: tuple[str, str], phys: list[tuple[str, int]],
+                    refused: list[str]) -> None:
     try:
-        nk.create_pair(*names, mode=NetkitMode.L2)
+        create_netkit(names[0], single=False, peer=names[1], rx_queues=2)  # room for a lease
         peer = nk.info(names[1])
         for name, ifindex in phys:
             try:
@@ -1211,9 +1224,9 @@ def test_queue_lease(make_netns: Callable[[str], str]) -> None:
                 genl.queue_create(peer.index, ifindex, 0)
             assert busy.value.errno == errno.EBUSY, busy.value
             nk.delete(names[0])
-            nk.create_pair(*names, mode=NetkitMode.L2)
+            create_netkit(names[0], single=False, peer=names[1], rx_queues=2)
             assert genl.queue_create(nk.info(names[1]).index, ifindex, 0) == 1  # released
+            refused.clear()
             return
     finally:
         nk.delete(names[0])
-    pytest.skip("no device would lease a queue: " + "; ".join(refused))

@@ -24,11 +24,15 @@ table of selftests' is_redir_supported()):
 - A kernel may refuse a non-TCP socket at map insert (BPF_MAP_UPDATE_ELEM): EOPNOTSUPP
   from sock_map_update_elem_sys() for a socket type it cannot hold (older kernels: AF_UNIX
   before 5.15, vsock before 6.0/6.3) or EINVAL from sock_map_init_proto() for a protocol
-  without psock_update_sk_prot. That refusal is the pair's verdict on that kernel.
+  without psock_update_sk_prot.
 
 Supported pairs must deliver exactly the bytes sent (several messages, 1 B .. 128 KiB, each
-compared byte for byte) to the right socket and nowhere else; unsupported ones must show
-exactly the failure above. Every case prints one ``VERDICT`` line.
+compared byte for byte) to the right socket and nowhere else: only that passes. The others
+must show exactly the failure above, and then do not pass: a map insert the kernel refuses
+is a FAILURE where images/features.toml says this kernel takes that socket kind
+(sockmap_udp, sockmap_unix, sockmap_vsock) and a SKIP with the errno where it does not;
+a combination no kernel redirects is a SKIP ("unsupported combination"). What the kernel
+did is recorded either way (observed.md). Every case prints one ``VERDICT`` line.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import pytest
 
 from harness.guest import bpf as lb
 from harness.guest.bpf import BpfObject
+from harness.guest.fixtures import KernelExpectations
 from harness.guest.net.sockets import (
     KINDS,
     Kind,
@@ -151,6 +156,18 @@ def _sizes(src: Kind) -> list[int]:
     return sorted({min(size, src.max_message) for size in SIZES})
 
 
+def _payloads() -> None:
+    """Make the payloads now (they are cached per process): the module is imported in the
+    guest agent, so every case process inherits them instead of hashing 200 KB again."""
+    for kind in Kind:
+        for seed, size in enumerate(_sizes(kind)):
+            payload(size, seed)
+    payload(64, 99)
+
+
+_payloads()
+
+
 @pytest.fixture(scope="module")
 def redir_obj() -> Iterator[BpfObject]:
     """bpf/sockmap_redir.bpf.c, loaded once per module (loading is slow under TCG); each
@@ -163,7 +180,8 @@ def redir_obj() -> Iterator[BpfObject]:
 
 @pytest.mark.parametrize(("map_name", "mode", "src", "dst"), _params())
 def test_redirect(redir_obj: BpfObject, map_name: str, mode: Mode, src: Kind,
-                  dst: Kind, record_property: Callable[[str, object], None]) -> None:
+                  dst: Kind, record_property: Callable[[str, object], None],
+                  expect: KernelExpectations) -> None:
     for kind in {src, dst}:
         if kind.is_vsock and (reason := vsock_unavailable()) is not None:
             pytest.skip(reason)
@@ -178,8 +196,11 @@ def test_redirect(redir_obj: BpfObject, map_name: str, mode: Mode, src: Kind,
     attach = lb.BPF_SK_MSG_VERDICT if mode.prog == "msg" else lb.BPF_SK_SKB_VERDICT
     lb.prog_attach(prog, in_map.fd, attach)
     try:
+        observed, refusal = _run_pair(in_map, out_map, stats, mode, src, dst)
         # what the kernel did with this pair goes into the report (observed.md)
-        record_property("observed", _run_pair(in_map, out_map, stats, mode, src, dst))
+        record_property("observed", observed)
+        if refusal is not None:  # only a delivered pair passes
+            expect.refused(*refusal)
     finally:
         lb.prog_detach(prog, in_map.fd, attach)
         for smap in (in_map, out_map):  # normally gone with the closed sockets already
@@ -188,6 +209,20 @@ def test_redirect(redir_obj: BpfObject, map_name: str, mode: Mode, src: Kind,
             except OSError as exc:
                 if exc.errno not in (errno.ENOENT, errno.EINVAL):
                     raise
+
+
+def insert_feature(kind: Kind) -> str:
+    """The feature (images/features.toml) that says since when a sockmap takes `kind`."""
+    if kind.is_udp:
+        return "sockmap_udp"
+    if kind.is_vsock:
+        return "sockmap_vsock"
+    return "sockmap_unix" if kind.is_unix else "sockmap"
+
+
+#: (feature whose expectation decides, what the kernel did) of a pair that did not deliver;
+#: feature None: no kernel redirects that combination (the kernel's own rules)
+Refusal = tuple[str | None, str]
 
 
 def _insert(smap: lb.Map, sock: socket.socket, kind: Kind, role: str) -> tuple[str, str] | None:
@@ -205,8 +240,9 @@ def _insert(smap: lb.Map, sock: socket.socket, kind: Kind, role: str) -> tuple[s
 
 
 def _run_pair(in_map: lb.Map, out_map: lb.Map, stats: Stats, mode: Mode, src: Kind,
-              dst: Kind) -> str:
-    """Run one pair; what the kernel did with it, in a few words (the report's category)."""
+              dst: Kind) -> tuple[str, Refusal | None]:
+    """Run one pair: (what the kernel did, in a few words: the report's category; the
+    refusal when the bytes were not redirected, else None)."""
     name = f"{mode.id} {src.value} -> {dst.value}"
     with socket_pair(src) as pin, socket_pair(dst) as pout:
         in0, in1, out0, out1 = pin.a, pin.b, pout.a, pout.b
@@ -215,7 +251,8 @@ def _run_pair(in_map: lb.Map, out_map: lb.Map, stats: Stats, mode: Mode, src: Ki
             if refusal is not None:
                 print(f"VERDICT {name}: REFUSED {refusal[1]}")
                 which = "source" if role == "in0" else "target"
-                return f"map insert of the {which} socket refused: {refusal[0]}"
+                return (f"map insert of the {which} socket refused: {refusal[0]}",
+                        (insert_feature(kind), refusal[1]))
         sender, peer = (in0, in1) if mode.prog == "msg" else (in1, in0)
         receiver = out0 if mode.ingress else out1
         everyone = {"in0": in0, "in1": in1, "out0": out0, "out1": out1}
@@ -243,7 +280,7 @@ def _run_pair(in_map: lb.Map, out_map: lb.Map, stats: Stats, mode: Mode, src: Ki
             assert seen == total, f"{name}: program saw {seen} bytes, {total} were sent"
             print(f"VERDICT {name}: DELIVERED {total} bytes in {len(sizes)} messages "
                   f"({', '.join(map(str, sizes))}) byte for byte; {passed} SK_PASS verdicts")
-            return "delivered"
+            return "delivered", None
 
         data = payload(64, 99)
         if mode.prog == "msg" and src.is_tcp:
@@ -258,7 +295,8 @@ def _run_pair(in_map: lb.Map, out_map: lb.Map, stats: Stats, mode: Mode, src: Ki
                 assert_nothing_arrives(sock, grace=GRACE if sock is peer else 0.01,
                                        what=f"{name}: {role}")
             print(f"VERDICT {name}: UNSUPPORTED send() EACCES, 1 SK_DROP, nothing delivered")
-            return "refused: send() EACCES, SK_DROP"
+            return "refused: send() EACCES, SK_DROP", (
+                None, f"{name}: bpf_msg_redirect refuses the target: send() EACCES, SK_DROP")
         elif mode.prog == "msg":
             # no sk_msg hook on a non-TCP sender: the bytes go to the original peer
             send_all(sender, data, timeout=IO_TIMEOUT)
@@ -270,7 +308,9 @@ def _run_pair(in_map: lb.Map, out_map: lb.Map, stats: Stats, mode: Mode, src: Ki
                     assert_nothing_arrives(sock, grace=0.01, what=f"{name}: {role}")
             print(f"VERDICT {name}: UNSUPPORTED sk_msg does not run on {src.value}; "
                   f"{len(data)} bytes reached the original peer unchanged")
-            return "sk_msg not run on the sender: bytes to the original peer"
+            return "sk_msg not run on the sender: bytes to the original peer", (
+                None, f"{name}: sk_msg does not run on a {src.value} sender (no sendmsg "
+                      "hook): the bytes went to the original peer")
         else:
             # bpf_sk_redirect_*() refuses the target: SK_DROP, the skb is freed
             send_all(sender, data, timeout=IO_TIMEOUT)
@@ -284,4 +324,5 @@ def _run_pair(in_map: lb.Map, out_map: lb.Map, stats: Stats, mode: Mode, src: Ki
                 assert not leaked, f"{name}: {len(leaked)} dropped bytes showed up at {role}"
             print(f"VERDICT {name}: UNSUPPORTED {drop} SK_DROP verdict(s), "
                   f"{len(data)} bytes dropped, nothing delivered anywhere")
-            return "refused: SK_DROP, bytes dropped"
+            return "refused: SK_DROP, bytes dropped", (
+                None, f"{name}: bpf_sk_redirect refuses the target: SK_DROP, bytes dropped")

@@ -6,6 +6,7 @@ import logging
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -73,27 +74,39 @@ def run(
     check: bool = True,
     capture: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """Run argv (never a shell string); raise CommandError on failure when `check`."""
+    """Run argv (never a shell string); raise CommandError on failure when `check`.
+
+    The command runs in a process group of its own: when kmatrix is interrupted (Ctrl-C,
+    SIGTERM turned into KeyboardInterrupt) or times the command out, the whole group is
+    killed (make's compilers, apt's methods), not only the process we started."""
     argv = [str(a) for a in argv]
     log.debug("run: %s", format_argv(argv, env))
     full_env = {**os.environ, **env} if env else None
     try:
-        proc = subprocess.run(
-            argv,
-            cwd=cwd,
-            env=full_env,
-            timeout=timeout,
-            text=True,
-            stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=full_env, text=True, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if capture else None,
-            stderr=subprocess.STDOUT if capture else None,
-            check=False,
-        )
+            stderr=subprocess.STDOUT if capture else None, process_group=0)
     except FileNotFoundError as exc:
         raise MissingToolError(
             f"required tool '{argv[0]}' not found",
             hint=f"install {TOOL_PACKAGES.get(Path(argv[0]).name, argv[0])}",
         ) from exc
+    with proc:
+        try:
+            stdout, _ = proc.communicate(timeout=timeout)
+        except BaseException:
+            kill_group(proc)
+            raise
     if check and proc.returncode != 0:
-        raise CommandError(argv, proc.returncode, proc.stdout or "")
-    return proc
+        raise CommandError(argv, proc.returncode, stdout or "")
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout, None)
+
+
+def kill_group(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the process group `proc` leads, then reap `proc`."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()

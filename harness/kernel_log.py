@@ -96,3 +96,23 @@ def panic_report(console: str) -> str:
     if first is top:
         return top.text
     return f"{first.text}\n...\n{top.text}"
+
+
+#: what a kernel that cannot mount the guest's root over 9p (or virtiofs) prints
+_ROOT_MOUNT_FAILURES = (
+    re.compile(r"VFS: Cannot open root device"),
+    re.compile(r"Unable to mount root fs"),
+    re.compile(r"mount: mounting \S+ on /\S* failed: (No such device|Invalid argument)"),
+    re.compile(r"virtme-ng-init: .*(mount|9p).*(failed|No such device|unknown filesystem)",
+               re.I),
+    re.compile(r"unknown filesystem type '(9p|virtiofs)'"),
+)
+
+
+def root_mount_failure(console: str) -> str:
+    """The console line saying the kernel could not mount the guest's root filesystem
+    (no 9p/virtiofs support), or ""."""
+    for line in console.splitlines():
+        if any(p.search(line) for p in _ROOT_MOUNT_FAILURES):
+            return strip_timestamp(line).strip()
+    return ""

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
+import lzma
 import re
 import shutil
 import tempfile
 from pathlib import Path
 
 from ..command import run, which
-from ..errors import KernelSpecError
+from ..errors import CommandError, KernelSpecError
 from ..paths import cache_root, locked
 from . import apt
 from .apt import Package
@@ -111,7 +112,10 @@ def fetch(series: str, spec: str) -> Kernel:
     with locked(dest.parent / f"{dest.name}.lock"):
         if not meta.exists():
             _download_and_extract(pkg, dest)
-    info = json.loads(meta.read_text())
+        info = json.loads(meta.read_text())
+        config = dest / "boot" / f"config-{info['release']}"
+        if not config.is_file():
+            _fetch_config(series, pkg.version, config)
     return Kernel(
         spec=spec,
         label=f"debian-{series}",
@@ -120,7 +124,37 @@ def fetch(series: str, spec: str) -> Kernel:
         origin=f"Debian package {pkg.name} {pkg.version}",
         version=pkg.version,
         properties={"package": pkg.name, "package_version": pkg.version},
+        config=config if config.is_file() else None,
     )
+
+
+#: the member of linux-config-SERIES that is the amd64 flavour's config
+_CONFIG_MEMBER = "config.amd64_none_amd64.xz"
+
+
+def _fetch_config(series: str, version: str, dest: Path) -> None:
+    """The 7.x packages ship no config beside the image: take it from linux-config-SERIES
+    at the same version (Debian's record of how that kernel was configured). Without it
+    the kernel runs anyway; its expectations then go by version alone."""
+    name = f"linux-config-{series}"
+    with tempfile.TemporaryDirectory(dir=dest.parent.parent, prefix=".cfg-") as tmp:
+        tmpdir = Path(tmp)
+        try:
+            debs = apt.download([f"{name}={version}"], tmpdir, timeout=300)
+        except CommandError as exc:
+            log.warning("no %s=%s (%s): expectations by version only", name, version,
+                        str(exc).splitlines()[0])
+            return
+        run(["dpkg-deb", "-x", str(debs[0]), str(tmpdir / "root")])
+        found = sorted((tmpdir / "root").glob(f"usr/src/{name}/{_CONFIG_MEMBER}"))
+        if not found:
+            log.warning("%s has no %s: expectations by version only", debs[0].name,
+                        _CONFIG_MEMBER)
+            return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(dest.name + ".part")
+        part.write_bytes(lzma.decompress(found[0].read_bytes()))
+        part.rename(dest)
 
 
 def _download_and_extract(pkg: Package, dest: Path) -> None:

@@ -25,6 +25,15 @@ class Kernel:
     version: str | None = None
     #: extra facts for reports (config check results, build key, ...)
     properties: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    #: its .config when known (a package's boot/config-*, a build's config): what the
+    #: expectations read to tell "configured out" from "broken"
+    config: Path | None = None
+
+    @property
+    def series(self) -> tuple[int, int] | None:
+        """(major, minor) from the release, when the release is known."""
+        m = re.match(r"(\d+)\.(\d+)", self.release or "")
+        return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9_.+-]+")

@@ -76,7 +76,21 @@ def _from_path(spec: str) -> Kernel:
         release = image.name[len("vmlinuz-") :]
     _check_modules_visible(image, release)
     label = make_label(release or path.resolve().name)
-    return Kernel(spec=spec, label=label, image=image, release=release, origin=f"image {image}")
+    return Kernel(spec=spec, label=label, image=image, release=release, origin=f"image {image}",
+                  config=config_beside(image, release))
+
+
+def config_beside(image: Path, release: str | None) -> Path | None:
+    """The .config of a kernel image found by path, where one sits next to it: a package
+    layout's boot/config-REL, a cache entry's `config`, a built tree's .config."""
+    candidates = [image.parent / "config"]
+    if release:
+        candidates += [image.parent / f"config-{release}",
+                       image.parents[3] / "boot" / f"config-{release}"
+                       if len(image.parents) > 3 else image.parent / "-"]
+    if image.name == "bzImage" and len(image.parents) > 3:
+        candidates.append(image.parents[3] / ".config")  # TREE/arch/x86/boot/bzImage
+    return next((c for c in candidates if c.is_file()), None)
 
 
 #: host folders the guest does not see as they are: virtme-ng gives it private tmpfs there
@@ -106,8 +120,10 @@ def _host() -> Kernel:
             f"kernel 'host': the running kernel's image {image} is not readable",
             hint="this host's kernel cannot be booted by kmatrix; use debian:X.Y or a path",
         )
+    config = Path("/boot") / f"config-{release}"
     return Kernel(spec="host", label=make_label(f"host-{release}"), image=image,
-                  release=release, origin=f"host kernel {release}")
+                  release=release, origin=f"host kernel {release}",
+                  config=config if config.is_file() else None)
 
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")

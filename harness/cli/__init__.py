@@ -1,16 +1,15 @@
-"""The `kmatrix` command: one module per subcommand (run, kernels, doctor, bench)."""
+"""The `kmatrix` command: one module per subcommand (run, kernels, doctor, bench, merge,
+diff, export, ci)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
 from ..errors import ExitCode, KmatrixError
-from ..paths import PROJECT_ROOT
-from . import bench, doctor, kernels, run
+from . import bench, ci, diff, doctor, export, kernels, merge, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_parser(sub)
     doctor.add_parser(sub)
     bench.add_parser(sub)
+    merge.add_parser(sub)
+    diff.add_parser(sub)
+    export.add_parser(sub)
+    ci.add_parser(sub)
     kp = kernels.add_kernels_parser(sub)
     kp.set_defaults(handler=lambda a, r: int(a.func(a)))
     return parser
@@ -37,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.USAGE_ERROR
     if rest and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    run.anchor_paths(args, rest, Path.cwd())
-    os.chdir(PROJECT_ROOT)  # node ids are relative to the project root, host and guest
+    run.anchor_kernel_specs(args, Path.cwd())
     try:
         return int(args.handler(args, rest))
     except KmatrixError as exc:

@@ -1,13 +1,22 @@
 """The guest agent: started by `vng --exec`, serves case runs over the control port.
 
-1. It imports pytest and the guest library, runs the feature probes once and says "hello"
-   (with the kernel release and the probe results).
-2. The host answers with the node ids it will ask for on this kernel; the agent collects
-   them in one pytest session (imports, assertion rewriting and collection happen once).
-3. For each "run" request it forks (`case_process`): the child runs that one collected item
-   through pytest's runtest protocol and sends its reports back. The kernel messages
-   (/dev/kmsg) that appeared during the case go back with the verdict, so the host can
-   fail a case whose kernel WARNed.
+1. It opens /dev/kmsg first (nothing the kernel says is lost), imports pytest and the
+   guest library and says "hello" (the kernel release, when init and the agent started).
+2. The host answers with the node ids it will ask for on this kernel, the kernel's
+   expectations (images/features.toml as applied by the host) and the probe results of an
+   earlier boot of the same kernel, if any. The agent starts one pytest session and is
+   ready at once: a case module is collected (imported, its items made) when the first of
+   its cases is asked for, so the first verdict does not wait for the whole suite.
+   Feature probes run when a case first needs one, in the agent (the case processes
+   inherit the results), and the rest at shutdown, so the report's table is complete;
+   their results and what the kernel said meanwhile go to the host as "probes".
+3. For each "run" request it forks (`case_process`): the child moves into a fresh network
+   namespace and runs that one collected item through pytest's runtest protocol. The
+   kernel messages of the case go back with the verdict; those that arrive after it ended
+   (async cleanup) go back with the next request or at shutdown, attributed to it. What the
+   case left behind (isolation) fails it and is cleaned before the next one.
+4. Anything that goes wrong before the agent is ready is sent to the host as "fatal", with
+   the traceback, instead of a silent exit.
 
 Imports nothing of the host side (the host plugin, the VM runner, kernel acquisition).
 """
@@ -17,26 +26,53 @@ from __future__ import annotations
 import os
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..protocol import Message
-from .case_process import run_item
+from . import isolation
+from .bpf import core_btf
+from .case_process import REPORTS, run_item
 from .channel import Channel, find_port
-from .kmsg import Kmsg
+from .kmsg import Kmsg, init_started
+from .probes.crosscheck import BpftoolCrossCheck
 
 
 class AgentLoop:
     """pytest plugin for the agent's one session: after collection, serve run requests
     instead of running the items in order."""
 
-    def __init__(self, channel: Channel, kmsg: Kmsg, messages: Iterator[Message]) -> None:
+    def __init__(self, channel: Channel, kmsg: Kmsg, messages: Iterator[Message],
+                 expect: dict[str, dict[str, Any]], known: dict[str, dict[str, Any]],
+                 nodeids: list[str]) -> None:
         self.channel = channel
+        #: the node ids the host may ask for, by module (collected on first use)
+        self.wanted: dict[str, list[str]] = {}
+        for nodeid in nodeids:
+            self.wanted.setdefault(module_of(nodeid), []).append(nodeid)
+        #: module -> its collection errors ([] once collected cleanly)
+        self.modules: dict[str, list[str]] = {}
+        self.session: Any = None
         self.kmsg = kmsg
+        #: probes that ran (here, or in an earlier boot of this kernel: `known`)
+        self.probes = Probes(channel, kmsg, known)
         self.messages = messages
+        self.expect = expect
         self.items: dict[str, Any] = {}
         self.collect_errors: list[str] = []
+        #: the request id of the case that ran last (late kernel messages are its)
+        self.last_id: int | None = None
+        self.state: isolation.Snapshot | None = None
+        #: the stack's counters and drop reasons around each case (before the isolation
+        #: baseline: its program, map and link are the agent's, not a case's leak)
+        self.evidence = _case_evidence()
+
+    def pytest_configure(self, config: Any) -> None:
+        from .expect import install
+
+        install(config, self.expect)
 
     def pytest_collectstart(self, collector: Any) -> None:
         import pytest
@@ -48,13 +84,34 @@ class AgentLoop:
         if report.failed:
             self.collect_errors.append(f"{report.nodeid}: {report.longreprtext}")
 
-    def pytest_collection_finish(self, session: Any) -> None:
-        self.items = {item.nodeid: item for item in session.items}
+    def pytest_collection(self, session: Any) -> bool:
+        """No collection up front: modules are collected when first needed."""
+        return True
+
+    def collect(self, nodeid: str) -> float:
+        """Collect the module of `nodeid` (the node ids of it the host may ask for) unless
+        done; seconds it took (0 when it was)."""
+        module = module_of(nodeid)
+        if module in self.modules:
+            return 0.0
+        import pytest
+
+        t0 = time.monotonic()
+        self.collect_errors = []
+        try:
+            items = self.session.perform_collect(self.wanted.get(module, [nodeid]))
+        except (pytest.UsageError, Exception) as exc:  # a node id pytest cannot find
+            self.collect_errors.append(f"{module}: {exc}")
+            items = []
+        self.items.update((item.nodeid, item) for item in items)
+        self.modules[module] = self.collect_errors
+        _warm_inspect_cache()  # before forking: see its docstring
+        return time.monotonic() - t0
 
     def pytest_runtestloop(self, session: Any) -> bool:
-        _warm_inspect_cache()
-        self.channel.send({"op": "collected", "count": len(self.items),
-                           "errors": self.collect_errors})
+        self.session = session
+        self.state = isolation.take()
+        self.channel.send({"op": "collected", "count": 0, "errors": []})
         for msg in self.messages:
             op = msg.get("op")
             if op == "shutdown":
@@ -63,19 +120,85 @@ class AgentLoop:
                 self.channel.send({"op": "result", "id": msg["id"], **self.run(msg)})
             elif op == "ping":
                 self.channel.send({"op": "pong", "id": msg.get("id")})
+        self.send_late()
+        self.probes.finish()  # the rest of the probe table, for the report
+        self.channel.send({"op": "bye"})
         return True
 
+    def send_late(self) -> None:
+        """Kernel messages since the last case's verdict belong to that case (they are often
+        its asynchronous cleanup)."""
+        late = self.kmsg.drain()
+        if late and self.last_id is not None:
+            self.channel.send({"op": "late", "id": self.last_id, "dmesg": late})
+
     def run(self, msg: Message) -> dict[str, Any]:
+        self.send_late()
         nodeid = str(msg["nodeid"])
+        collect_s = self.collect(nodeid)
         item = self.items.get(nodeid)
+        self.last_id = int(msg["id"])
         if item is None:
-            errors = "\n".join(self.collect_errors)
+            errors = ("\n".join(self.modules.get(module_of(nodeid), []))
+                      or "(no collection error reported)")
             return {"reports": [], "collect_errors": [
-                f"{nodeid} was not collected in the guest session\n{errors}"]}
-        self.kmsg.drain()
+                f"{nodeid} was not collected in the guest session; collection said:\n"
+                f"{errors}"]}
+        # probes in the agent (the case processes inherit the results); what they made is
+        # not the case's, so the state before the case is taken after them
+        probed = self.probes.ensure(required_features(item))
+        before = isolation.take() if probed or self.state is None else self.state
+        evidence = self.evidence if msg.get("evidence", True) else None
+        if self.evidence is not None:
+            self.evidence.collecting = evidence is not None
+        if evidence is not None:
+            evidence.before()
+        t0 = time.monotonic()
         result = run_item(item, float(msg.get("timeout", 120)))
+        t1 = time.monotonic()
+        if evidence is not None:
+            result["evidence"] = evidence.after()
+        learn_imports(result.pop("imported", []))
         result["dmesg"] = self.kmsg.drain()
+        after = isolation.settle(before)
+        leaked = isolation.leaks(before, after)
+        if leaked:
+            result["leaks"] = [str(leak) for leak in leaked]
+            result["not_cleaned"] = isolation.clean(before, leaked)
+            after = isolation.take()
+        self.state = after
+        # where the agent's time went (kmatrix bench reports it)
+        result["timing"] = {"case_s": t1 - t0, "after_s": time.monotonic() - t1,
+                            "collect_s": collect_s}
         return result
+
+
+def _case_evidence() -> Any:
+    """The agent's `CaseEvidence`, unless KMATRIX_EVIDENCE=0 (None: cases run without)."""
+    if os.environ.get("KMATRIX_EVIDENCE", "1") == "0":
+        return None
+    from .evidence.case import CaseEvidence
+
+    return CaseEvidence()
+
+
+def learn_imports(names: list[str]) -> None:
+    """Import what a case process imported that the agent has not: the next case processes
+    inherit it (a lazy `import pyroute2` in a fixture costs seconds under TCG, each time).
+    What fails to import here is left to the cases."""
+    import importlib
+
+    for name in names:
+        if name not in sys.modules and name != "__main__":
+            try:
+                importlib.import_module(name)
+            except Exception:
+                continue
+
+
+def module_of(nodeid: str) -> str:
+    """The module part of a node id (`cases/test_tcx.py` of `cases/test_tcx.py::t[x]`)."""
+    return nodeid.split("::", 1)[0]
 
 
 def _warm_inspect_cache() -> None:
@@ -87,46 +210,97 @@ def _warm_inspect_cache() -> None:
     inspect.getmodule(_warm_inspect_cache.__code__)
 
 
-def _run_probes(channel: Channel) -> dict[str, dict[str, Any]]:
-    def progress(feature: str) -> None:
-        channel.send({"op": "progress", "stage": f"probe {feature}"})
-
-    try:
-        from .probes import probe_all
-
-        return {name: {"supported": r.supported, "detail": r.detail}
-                for name, r in probe_all(progress).items()}
-    except Exception as exc:  # a broken probe module must not take the agent down
-        return {"_error": {"supported": False, "detail": f"probes failed: {exc!r}"}}
+def required_features(item: Any) -> list[str]:
+    """The features an item's `requires` markers name."""
+    return [str(f) for mark in item.iter_markers("requires") for f in mark.args]
 
 
-def main() -> int:
-    t0 = time.monotonic()
-    channel = Channel(find_port())
+class Probes:
+    """Feature probes run when a case first needs them, in the agent before it forks (the
+    case processes inherit the cached results), the rest at shutdown so the report's probe
+    table is complete. What the kernel says while a probe runs goes with the results."""
+
+    def __init__(self, channel: Channel, kmsg: Kmsg, known: dict[str, dict[str, Any]]) -> None:
+        from . import probes
+
+        self.channel = channel
+        self.kmsg = kmsg
+        self.module = probes
+        for feature, result in known.items():  # an earlier boot of this very kernel
+            if feature in probes.FEATURES:
+                probes.remember(probes.ProbeResult(feature, str(result["status"]),
+                                                   str(result["detail"])))
+        self.done: set[str] = set(known)
+
+    def ensure(self, features: list[str]) -> bool:
+        """Probe what `features` has not had probed yet; whether any probe ran."""
+        todo = [f for f in dict.fromkeys(features)
+                if f not in self.done and f in self.module.FEATURES]
+        if not todo:
+            return False
+        t0 = time.monotonic()
+        results = {f: self.module.probe(f).as_dict() for f in todo}
+        self.done.update(todo)
+        self.channel.send({"op": "probes", "results": results,
+                           "seconds": time.monotonic() - t0, "dmesg": self.kmsg.drain()})
+        return True
+
+    def finish(self) -> None:
+        """At shutdown: the probes no case needed, then bpftool's view of the same kernel
+        (not while cases run: its objects would look like theirs to the isolation check)."""
+        self.ensure(list(self.module.FEATURES))
+        table = {f: self.module.probe(f).as_dict() for f in self.module.FEATURES}
+        self.channel.send({"op": "probes", "results": {}, "seconds": 0.0, "dmesg": [],
+                           "crosscheck": BpftoolCrossCheck().result(table)})
+
+
+def serve(channel: Channel, t0: float) -> int:
+    kmsg = Kmsg()  # first: what the kernel says during the probes is kept
+    agent_at = float(Path("/proc/uptime").read_text().split()[0])
+    init_at = init_started()
     channel.send({"op": "progress", "stage": "agent started"})
+    core_btf.generate_in_background()  # while pytest is imported and the cases collected
+    isolation.ensure_bpffs()
     os.environ["KMATRIX_GUEST"] = "1"
     import pytest
 
     from . import plugin  # noqa: F401  (imported now: its import time counts as import_s)
 
     t_import = time.monotonic()
-    probes = _run_probes(channel)
     uptime = float(Path("/proc/uptime").read_text().split()[0])
-    channel.send({"op": "hello", "release": os.uname().release, "probes": probes,
-                  "uptime": uptime, "import_s": t_import - t0,
-                  "probe_s": time.monotonic() - t_import, "python": sys.version.split()[0]})
+    channel.send({"op": "hello", "release": os.uname().release, "probes": {},
+                  "probe_dmesg": kmsg.drain(), "uptime": uptime, "agent_at": agent_at,
+                  "init_at": init_at if init_at is not None else -1.0,
+                  "import_s": t_import - t0, "probe_s": 0.0,
+                  "python": sys.version.split()[0]})
     messages = channel.messages()
     for msg in messages:
         if msg.get("op") == "shutdown":
             return 0
         if msg.get("op") == "collect":
-            loop = AgentLoop(channel, Kmsg(), messages)
+            nodeids = [str(n) for n in msg["nodeids"]]
+            loop = AgentLoop(channel, kmsg, messages, dict(msg.get("expect", {})),
+                             dict(msg.get("probes", {})), nodeids)
+            # the modules as arguments: pytest finds the rootdir and the conftests from them
+            from .evidence.case import EvidencePlugin
+
             pytest.main(["-p", "no:cacheprovider", "-q", "--tb=long", "-o", "addopts=",
                          "-p", "harness.guest.plugin",
                          "-W", "ignore::pytest.PytestAssertRewriteWarning",
-                         *msg["nodeids"]], plugins=[loop])
+                         *dict.fromkeys(module_of(n) for n in nodeids)],
+                        plugins=[loop, EvidencePlugin(), REPORTS])
             return 0
     return 0
+
+
+def main() -> int:
+    t0 = time.monotonic()
+    channel = Channel(find_port())
+    try:
+        return serve(channel, t0)
+    except BaseException as exc:
+        channel.send({"op": "fatal", "error": "".join(traceback.format_exception(exc))})
+        raise
 
 
 if __name__ == "__main__":

@@ -7,27 +7,37 @@ for Python stacks, then SIGKILL of the child's process group) while staying aliv
 
 from __future__ import annotations
 
+import cProfile
 import faulthandler
+import gc
+import io
 import json
 import os
+import pstats
 import select
 import signal
-import tempfile
+import sys
 import time
-from pathlib import Path
 from typing import Any
+
+from .isolation import enter_fresh_netns
 
 TRACEBACK_SIGNAL = signal.SIGUSR1
 
 
-class _ReportCollector:
-    """pytest plugin for the child: keeps the reports of the one item it runs."""
+class ReportCollector:
+    """pytest plugin, registered once in the agent's session (registering a plugin costs
+    milliseconds): in a case process it keeps the reports of the one item it runs."""
 
-    def __init__(self, reports: list[Any]) -> None:
-        self.reports = reports
+    def __init__(self) -> None:
+        self.reports: list[Any] = []
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         self.reports.append(report)
+
+
+#: the agent registers it with its pytest session (see agent.serve)
+REPORTS = ReportCollector()
 
 
 def serialize_report(report: Any) -> dict[str, Any]:
@@ -49,23 +59,33 @@ def serialize_report(report: Any) -> dict[str, Any]:
     return out
 
 
-def _child(item: Any, write_fd: int, trace_path: str, out_path: str) -> None:
+def _child(item: Any, write_fd: int, trace_fd: int, out_fd: int) -> None:
     """Runs in the forked child: one collected item, its reports as JSON to write_fd."""
     os.setpgid(0, 0)  # so a timeout kills the tools the case started too
-    trace = open(trace_path, "w")  # noqa: SIM115 - lives until _exit
-    faulthandler.register(TRACEBACK_SIGNAL, file=trace, all_threads=True)
-    out = os.open(out_path, os.O_WRONLY | os.O_TRUNC)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
+    faulthandler.register(TRACEBACK_SIGNAL, file=trace_fd, all_threads=True)
+    os.dup2(out_fd, 1)
+    os.dup2(out_fd, 2)
     payload: dict[str, Any]
+    profiler = cProfile.Profile() if os.environ.get(PROFILE_ENV) == "1" else None
+    imported_before = set(sys.modules)
     try:
-        reports: list[Any] = []
-        collector = _ReportCollector(reports)
-        item.config.pluginmanager.register(collector, "kmatrix-case-reports")
+        if profiler is not None:
+            profiler.enable()
+        t0 = time.monotonic()
+        enter_fresh_netns()  # each case starts clean: its own network namespace, lo up
+        t_netns = time.monotonic() - t0
+        REPORTS.reports = []
         item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
-        payload = {"reports": [serialize_report(r) for r in reports]}
+        payload = {"reports": [serialize_report(r) for r in REPORTS.reports],
+                   "netns_s": t_netns}
     except BaseException as exc:  # report anything, including SystemExit
         payload = {"reports": [], "collect_errors": [f"agent child: {exc!r}"]}
+    if profiler is not None:
+        profiler.disable()
+        payload["profile"] = profile_text(profiler)
+    # what the case imported (lazily, in its fixtures or body): the agent imports it too,
+    # so the next case's process inherits it instead of importing it again
+    payload["imported"] = sorted(set(sys.modules) - imported_before)
     data = json.dumps(payload).encode()
     while data:
         n = os.write(write_fd, data)
@@ -73,20 +93,32 @@ def _child(item: Any, write_fd: int, trace_path: str, out_path: str) -> None:
     os._exit(0)
 
 
+#: set to 1 in the guest (kmatrix run --guest-profile): each case runs under cProfile and
+#: its busiest functions go back with the verdict
+PROFILE_ENV = "KMATRIX_GUEST_PROFILE"
+
+
+def profile_text(profiler: cProfile.Profile, top: int = 25) -> str:
+    """The `top` functions by cumulative time, as pstats prints them."""
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(top)
+    return out.getvalue()
+
+
 def run_item(item: Any, timeout: float) -> dict[str, Any]:
     """Fork, run `item` in the child, enforce `timeout`; the verdict as plain data."""
     read_fd, write_fd = os.pipe()
-    files = []
-    for prefix in ("kmatrix-trace-", "kmatrix-out-"):
-        f = tempfile.NamedTemporaryFile(prefix=prefix, delete=False)  # noqa: SIM115
-        f.close()
-        files.append(f.name)
-    trace_path, out_path = files
+    # the case's output and its stacks on a timeout: memory files (no filesystem lookups)
+    trace_fd = os.memfd_create("kmatrix-trace")
+    out_fd = os.memfd_create("kmatrix-out")
     start = time.monotonic()
+    # what the agent holds is not the child's to collect: without this, the child's first
+    # garbage collection touches (and so copies) every page of the agent's objects
+    gc.freeze()
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
-        _child(item, write_fd, trace_path, out_path)
+        _child(item, write_fd, trace_fd, out_fd)
     os.close(write_fd)
     chunks: list[bytes] = []
     timed_out = False
@@ -107,15 +139,15 @@ def run_item(item: Any, timeout: float) -> dict[str, Any]:
         try:
             os.kill(pid, TRACEBACK_SIGNAL)
             time.sleep(1.0)
-            traceback = Path(trace_path).read_text(errors="replace")
+            traceback = _read_all(trace_fd)
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    os.waitpid(pid, 0)
+    _, status = os.waitpid(pid, 0)
     os.close(read_fd)
-    output = Path(out_path).read_text(errors="replace")[-8000:]
-    for path in files:
-        os.unlink(path)
+    output = _read_all(out_fd)[-8000:]
+    os.close(trace_fd)
+    os.close(out_fd)
     result: dict[str, Any] = {"duration": time.monotonic() - start, "timed_out": timed_out,
                               "traceback": traceback, "output": output}
     if chunks and not timed_out:
@@ -124,5 +156,19 @@ def run_item(item: Any, timeout: float) -> dict[str, Any]:
         except ValueError:
             result["collect_errors"] = ["agent: unreadable verdict from the case process"]
     elif not timed_out:
-        result["collect_errors"] = ["agent: the case process died without a verdict"]
+        result["collect_errors"] = [f"agent: the case process {exit_text(status)} without "
+                                    "sending a verdict"]
     return result
+
+
+def _read_all(fd: int) -> str:
+    """The whole content of memory file `fd`, as text."""
+    size = os.fstat(fd).st_size
+    return os.pread(fd, size, 0).decode(errors="replace") if size else ""
+
+
+def exit_text(status: int) -> str:
+    """How a process ended, from its wait status: `was killed by SIGSEGV`, `exited 3`."""
+    if os.WIFSIGNALED(status):
+        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with status {os.waitstatus_to_exitcode(status)}"

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 from .bpf import BpfObject, object_path
+from .expect import Expectation, expectation, refused
 from .net.links import delete_link
 from .net.netns import create_netns, remove_netns
+from .net.nics import Nic, borrowed, root_nics
 from .net.veth import VethPair, create_veth_pair
 from .wait import unique_name
 
@@ -97,3 +99,39 @@ def resources() -> Iterator[contextlib.ExitStack]:
     keeps a link (or any context manager) until the test ends."""
     with contextlib.ExitStack() as stack:
         yield stack
+
+
+class KernelExpectations:
+    """What this kernel is expected to do (the host's feature table), for cases that watch
+    the kernel refuse something themselves."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def of(self, feature: str) -> Expectation | None:
+        return expectation(self.config, feature)
+
+    def refused(self, feature: str | None, observed: str) -> NoReturn:
+        """The kernel refused what the case is named for: FAIL where `feature` is expected,
+        SKIP with `observed` (the errno) where it is not; never a pass."""
+        refused(self.config, feature, observed)
+
+
+@pytest.fixture
+def expect(pytestconfig: pytest.Config) -> KernelExpectations:
+    """This kernel's expectations (images/features.toml as the host applied it):
+    ``expect.refused("netkit_scrub", "kernel reports no IFLA_NETKIT_SCRUB")``."""
+    return KernelExpectations(pytestconfig)
+
+
+@pytest.fixture
+def vm_nics() -> Iterator[list[Nic]]:
+    """The VM's virtio-net NICs (two joined by a hub with @pytest.mark.nics("loop")),
+    moved into the case's network namespace, up, for the case; back in the root namespace
+    after it. Skips when the VM has none (a case without the nics marker)."""
+    names = root_nics()
+    if not names:
+        pytest.skip("this VM has no virtio-net NICs: mark the case @pytest.mark.nics('loop') "
+                    "and kmatrix boots its kernel with two, joined by a QEMU hub")
+    with borrowed(names) as nics:
+        yield nics

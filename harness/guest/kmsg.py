@@ -30,3 +30,28 @@ class Kmsg:
             if not rec:
                 return out
             out.append(kmsg_message(rec.decode(errors="replace")))
+
+
+def record_time(record: str) -> float:
+    """Seconds since boot of a /dev/kmsg record ("pri,seq,usec,flags;message")."""
+    return int(record.split(";", 1)[0].split(",")[2]) / 1e6
+
+
+def init_started() -> float | None:
+    """When the kernel started init (seconds since boot, from the kernel's own "Run ... as
+    init process" record), None when the log no longer has it."""
+    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        while True:
+            try:
+                rec = os.read(fd, 8192).decode(errors="replace")
+            except BlockingIOError:
+                return None
+            except BrokenPipeError:
+                continue
+            if not rec:
+                return None
+            if "as init process" in rec:
+                return record_time(rec)
+    finally:
+        os.close(fd)

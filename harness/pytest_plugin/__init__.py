@@ -17,21 +17,28 @@ a guest (KMATRIX_GUEST=1).
 - `verdict`     the guest's reports -> the host item's phases
 - `recorder`    reports -> results -> junit.xml, matrix.md, ...
 - `scheduling`  pytest-xdist: whole kernels per worker
+- `shards`      --shard I/N: which items a shard runs (`selection` applies it)
 """
 
 from __future__ import annotations
 
+import json
+import signal
+import threading
 from collections.abc import Generator
+from types import FrameType
 from typing import Any
 
 import pytest
 
 from ..errors import KmatrixError
 from ..guest.environment import in_guest
-from ..guest.plugin import CASE_TIMEOUT_HELP, REQUIRES_HELP
+from ..guest.plugin import CASE_TIMEOUT_HELP, NICS_HELP, REQUIRES_HELP
+from ..targets.qemu.bytecode import allow_host_bytecode
 from .items import KERNEL_FIXTURE, GuestFailure, GuestItem, guest_items
 from .options import add_options
 from .recorder import ResultRecorder
+from .selection import ShardSelection
 from .session import SessionState, state_key
 
 
@@ -42,10 +49,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", REQUIRES_HELP)
     config.addinivalue_line("markers", CASE_TIMEOUT_HELP)
+    config.addinivalue_line("markers", NICS_HELP)
     if in_guest():
         return
     state = SessionState.from_config(config)
     config.stash[state_key] = state
+    config.pluginmanager.register(ShardSelection(state), "kmatrix-shards")
+    if state.kernels:
+        allow_host_bytecode()  # the cases' rewritten modules, cached for the guest
+    if (config.getoption("cases_by_default")
+            and config.args_source != pytest.Config.ArgsSource.ARGS):
+        # no test path was given (pytest's own parser says so): the case folders
+        config.args = [str(d) for d in state.case_dirs]
+    interrupt_on_sigterm()
     if state.kernels and not hasattr(config, "workerinput"):
         config.pluginmanager.register(ResultRecorder(state), "kmatrix-results")
     if state.kernels and config.pluginmanager.hasplugin("xdist"):
@@ -53,6 +69,53 @@ def pytest_configure(config: pytest.Config) -> None:
 
         config.pluginmanager.register(
             KernelSchedulingPlugin([k.label for k in state.kernels]), "kmatrix-xdist")
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (a CI runner cancelling the job, `kill`) ends the run like Ctrl-C: VMs
+    killed, partial reports written, exit status 2."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After an interrupt, kill this process's VMs at once (no graceful shutdown)."""
+    state = session.config.stash.get(state_key, None)
+    if state is not None and session.exitstatus == pytest.ExitCode.INTERRUPTED:
+        state.pool.close_all(graceful=False)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """The expectations this run holds each kernel to (images/features.toml, the matrix's
+    overrides, each kernel's version and config)."""
+    state = config.stash.get(state_key, None)
+    if state is None or not state.kernels or hasattr(config, "workerinput"):
+        return []
+    return expectation_lines(state)
+
+
+def expectation_lines(state: SessionState) -> list[str]:
+    from ..guest.probes import FEATURES
+
+    lines = ["kmatrix expectations (images/features.toml; probed features):"]
+    for kernel in state.kernels:
+        table = state.expect.get(kernel.label, {})
+        groups: dict[str, list[str]] = {}
+        for feature in FEATURES:
+            exp = table.get(feature)
+            if exp is not None:
+                groups.setdefault(exp.state, []).append(feature)
+        config = "config " + (kernel.config.name if kernel.config else "unknown")
+        parts = [f"{state_}: {', '.join(names)}" for state_, names in groups.items()]
+        lines.append(f"  {kernel.label} ({kernel.release or 'release unknown'}, {config}): "
+                     + "; ".join(parts))
+    return lines
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -89,7 +152,10 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if not isinstance(item, GuestItem):
         return
     if nextitem is None or getattr(nextitem, "label", None) != item.label:
-        item.state.pool.close(item.label)
+        item.note_late(item.state.pool.close(item.label))
+        # the VM's final probe table (the agent probes the rest at shutdown)
+        item.user_properties.append(("kmatrix_boot", json.dumps(
+            item.state.pool.boot_record(item.label))))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -59,7 +59,14 @@ class GuestItem(pytest.Item):
             self.user_properties.append(("kmatrix_status", "crash"))
             self._crash = GuestFailure(_crash_text(exc, vm.console_log), Status.CRASH)
             return
+        self.note_late(vm.take_late())
         self.user_properties.append(("kmatrix_guest_s", f"{verdict.get('duration', 0):.3f}"))
+        timing = {**verdict.get("timing", {}), "netns_s": verdict.get("netns_s", 0.0)}
+        self.user_properties.append(("kmatrix_timing", json.dumps(timing)))
+        if verdict.get("profile"):
+            self.user_properties.append(("kmatrix_profile", str(verdict["profile"])))
+        if verdict.get("evidence"):
+            self.user_properties.append(("kmatrix_evidence", json.dumps(verdict["evidence"])))
         self.user_properties += [(f"{GUEST_PROPERTY}{k}", v)
                                  for k, v in guest_properties(verdict).items()]
         self._phases = interpret(verdict, self.guest_nodeid, self.timeout)
@@ -67,6 +74,14 @@ class GuestItem(pytest.Item):
             raise GuestFailure(self._phases.setup_error, Status.ERROR)
         if self._phases.setup_skip is not None:
             pytest.skip(self._phases.setup_skip)
+
+    def note_late(self, late: dict[str, list[str]]) -> None:
+        """Kernel messages that came after an earlier case's verdict, for the recorder to
+        attribute to that case (property `kmatrix_late`: host node id -> lines)."""
+        if late:
+            hosts = self.state.pool.host_nodeids
+            self.user_properties.append(("kmatrix_late", json.dumps(
+                {hosts.get((self.label, gid), gid): lines for gid, lines in late.items()})))
 
     def runtest(self) -> None:
         if self._crash is not None:
@@ -133,6 +148,10 @@ def guest_items(state: SessionState, items: list[pytest.Item]) -> list[pytest.It
         gi.extra_keyword_matches.update(item.extra_keyword_matches)
         out.append(gi)
         state.pool.nodeids.setdefault(label, []).append(guest_id)
+        nics = item.get_closest_marker("nics")
+        if nics is not None:  # the kernel's VM gets the NICs this suite needs
+            state.pool.nics[label] = str(nics.args[0] if nics.args else "loop")
+        state.pool.host_nodeids[(label, guest_id)] = gi.nodeid
     order = {k.label: i for i, k in enumerate(state.kernels)}
     out.sort(key=lambda it: order.get(getattr(it, "label", ""), -1))
     return out

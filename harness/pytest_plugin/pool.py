@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,10 @@ class VMPool:
     and remembers a kernel that cannot boot so its remaining cases fail fast."""
 
     def __init__(self, kernels: list[Kernel], accel_request: str, options: VMOptions,
-                 results_dir: Path, worker: str) -> None:
+                 results_dir: Path, worker: str,
+                 expect: dict[str, dict[str, dict[str, Any]]] | None = None,
+                 objects: Path | None = None,
+                 guest_env: dict[str, str] | None = None) -> None:
         self.kernels = {k.label: k for k in kernels}
         self.accel_request = accel_request
         self.options = options
@@ -29,8 +33,21 @@ class VMPool:
         self._boots: dict[str, int] = {}
         #: label -> guest node ids this process will run on that kernel
         self.nodeids: dict[str, list[str]] = {}
+        #: (label, guest node id) -> the host item's node id
+        self.host_nodeids: dict[tuple[str, str], str] = {}
+        #: label -> the NICs its VM needs (vng --network KIND: "loop" = two virtio-net
+        #: devices joined by a QEMU hub), when one of its cases asks with @pytest.mark.nics
+        self.nics: dict[str, str] = {}
         #: the BPF objects of this checkout, compiled on the host (set at the first boot)
-        self._objects: Path | None = None
+        self._objects: Path | None = objects
+        #: extra environment of every agent of this process
+        self.guest_env = dict(guest_env or {})
+        #: label -> its last VM once closed (its final probe table goes to the report)
+        self._final: dict[str, GuestVM] = {}
+        #: label -> feature -> expectation fields, sent to that kernel's agent
+        self.expect = expect or {}
+        #: label -> probe results of its earlier boots (a reboot after a crash reuses them)
+        self.known_probes: dict[str, dict[str, dict[str, Any]]] = {}
 
     def console_log(self, label: str) -> Path:
         suffix = f"-{self.worker}" if self.worker != "main" else ""
@@ -41,7 +58,8 @@ class VMPool:
         if vm is not None and vm.alive:
             return vm
         if vm is not None:
-            vm.close()
+            self._keep_probes(label, vm)
+            vm.close(graceful=False)
             del self._vms[label]
         if label in self._boot_errors:
             err = self._boot_errors[label]
@@ -53,17 +71,23 @@ class VMPool:
             self._objects = object_set()
         if label not in self._accels:
             self._accels[label] = accel_mod.choose(self.accel_request, kernel.image)
+        options = self.options
+        if label in self.nics:
+            options = dataclasses.replace(options, extra_vng_args=(
+                *options.extra_vng_args, "--network", self.nics[label]))
         vm = GuestVM(kernel, self._accels[label], self.console_log(label),
-                     self.nodeids.get(label, []), self.options,
-                     guest_env={OBJECTS_ENV: str(self._objects)})
+                     self.nodeids.get(label, []), options,
+                     guest_env={OBJECTS_ENV: str(self._objects), **self.guest_env},
+                     expect=self.expect.get(label, {}),
+                     known_probes=self.known_probes.get(label, {}))
         try:
             vm.start()
         except BootError as exc:
-            vm.close()
+            vm.close(graceful=False)
             self._boot_errors[label] = exc
             raise
         except BaseException:
-            vm.close()
+            vm.close(graceful=False)
             raise
         self._boots[label] = self._boots.get(label, 0) + 1
         self._vms[label] = vm
@@ -82,17 +106,34 @@ class VMPool:
             rec.update(accel=acc.name, accel_reason=acc.reason)
         if label in self._boot_errors:
             rec["boot_error"] = self._boot_errors[label].describe()
-        vm = self._vms.get(label)
+        vm = self._vms.get(label) or self._final.get(label)
         if vm is not None and vm.info is not None:
             rec.update(boot_id=f"{self.worker}-{self._boots[label]}", boot_s=vm.info.boot_s,
-                       release=vm.info.release, probes=vm.info.probes)
+                       release=vm.info.release, probes=vm.info.probes,
+                       probe_dmesg=vm.info.probe_dmesg, crosscheck=vm.info.crosscheck)
         return rec
 
-    def close(self, label: str) -> None:
+    def close(self, label: str, *, graceful: bool = True) -> dict[str, list[str]]:
+        """Stop `label`'s VM; the late kernel messages its agent sent at shutdown (guest
+        node id -> lines)."""
         vm = self._vms.pop(label, None)
-        if vm is not None:
-            vm.close()
+        if vm is None:
+            return {}
+        vm.close(graceful=graceful)
+        self._keep_probes(label, vm)
+        return vm.take_late()
 
-    def close_all(self) -> None:
+    def _keep_probes(self, label: str, vm: GuestVM) -> None:
+        if vm.info is not None:
+            self.known_probes.setdefault(label, {}).update(vm.info.probes)
+            self._final[label] = vm
+
+    def close_all(self, *, graceful: bool = True) -> None:
+        """Stop every VM of this process; `graceful=False` (an interrupt) kills at once."""
         for label in list(self._vms):
-            self.close(label)
+            self.close(label, graceful=graceful)
+
+    @property
+    def boot_failures(self) -> dict[str, BootError]:
+        """Kernels that could not be booted (label -> the error)."""
+        return dict(self._boot_errors)

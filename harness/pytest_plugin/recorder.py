@@ -9,74 +9,113 @@ from typing import Any
 
 import pytest
 
+from ..errors import ExitCode
 from ..nodeid import kernel_label_of
-from ..results.model import CaseResult, Status
+from ..results.model import CaseResult
+from ..results.phases import PhaseReport, amend_late, combine
 from .items import GUEST_PROPERTY
 from .session import SessionState
 
 
 class ResultRecorder:
-    """Turns reports into the run's results (in the xdist controller, or the only process)
-    and writes JUnit, JSON and the Markdown matrix at the end."""
+    """Turns reports into the run's results (in the xdist controller, or the only process):
+    the phases of each (case, kernel) are kept until its teardown report, then combined
+    into one verdict (harness.results.phases)."""
 
     def __init__(self, state: SessionState) -> None:
         self.state = state
+        #: node id -> the phases reported so far (a case is recorded at its teardown)
+        self._phases: dict[str, list[PhaseReport]] = {}
         #: host seconds per node id over its phases so far: a guest item does its work in
         #: setup (boot, then the case in the guest), so the call phase alone would be ~0
         self._spent: dict[str, float] = {}
+        self._props: dict[str, dict[str, object]] = {}
+        #: host node id -> kernel messages that came after its verdict (not applied yet)
+        self._late: dict[str, list[str]] = {}
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         label = kernel_label_of(report.nodeid, [k.label for k in self.state.kernels])
         if label is None:
             return
-        spent = self._spent[report.nodeid] = self._spent.get(report.nodeid, 0.0) + (
-            report.duration)
+        self._spent[report.nodeid] = self._spent.get(report.nodeid, 0.0) + report.duration
         props = dict(report.user_properties)
+        self._props[report.nodeid] = props
         if "kmatrix_boot" in props:
             self.state.note_boot(label, json.loads(str(props["kmatrix_boot"])))
-        status: Status | None = None
-        if report.when == "setup" and report.failed:
-            status = Status.ERROR
-        elif report.when == "setup" and report.skipped:
-            status = Status.SKIP
-        elif report.when == "call":
-            status = (Status.PASS if report.passed
-                      else Status.SKIP if report.skipped else Status.FAIL)
-            if status is Status.FAIL and props.get("kmatrix_status") == "crash":
-                status = Status.CRASH
-        elif report.when == "teardown" and report.failed:
-            status = Status.ERROR
-        if status is None:
-            return
+        if "kmatrix_late" in props:
+            for nodeid, lines in json.loads(str(props.pop("kmatrix_late"))).items():
+                self._late.setdefault(nodeid, []).extend(lines)
         text = "" if report.passed else report.longreprtext
-        message = text
         if report.skipped and isinstance(report.longrepr, tuple):
-            message = str(report.longrepr[2])
-        elif report.skipped and hasattr(report, "wasxfail"):
-            message = f"xfail: {report.wasxfail}"
-        first = message.strip().splitlines()[0] if message.strip() else ""
+            text = str(report.longrepr[2])
+        self._phases.setdefault(report.nodeid, []).append(PhaseReport(
+            report.when or "", report.outcome, text,
+            xfail=str(getattr(report, "wasxfail", "") or ""),
+            crash=report.when == "call" and props.get("kmatrix_status") == "crash"))
+        if report.when == "teardown":
+            self._finish(report.nodeid, label)
+
+    def _finish(self, nodeid: str, label: str) -> None:
+        verdict = combine(self._phases.pop(nodeid, []))
+        props = self._props.pop(nodeid, {})
         self.state.record(CaseResult(
-            report.nodeid, label, _feature_of(report.nodeid), status, message=first,
-            details=text, duration=spent,
+            nodeid, label, _feature_of(nodeid), verdict.status, message=verdict.message,
+            details=verdict.details, duration=self._spent.pop(nodeid, 0.0),
             guest_duration=float(str(props.get("kmatrix_guest_s", 0) or 0)),
-            observed=str(props.get(f"{GUEST_PROPERTY}observed", ""))))
+            observed=str(props.get(f"{GUEST_PROPERTY}observed", "")),
+            output=str(props.get("kmatrix_profile", "")),
+            timing=json.loads(str(props.get("kmatrix_timing", "{}"))),
+            evidence=json.loads(str(props.get("kmatrix_evidence", "{}")))))
+        self._apply_late()
+
+    def _apply_late(self) -> None:
+        """Late kernel messages go to their (already recorded) case."""
+        for nodeid in list(self._late):
+            case = self.state.results.case(nodeid)
+            if case is not None:
+                amend_late(case, self._late.pop(nodeid))
+
+    def finish_pending(self) -> None:
+        """Cases interrupted before their teardown report: one verdict each all the same."""
+        labels = [k.label for k in self.state.kernels]
+        for nodeid in list(self._phases):
+            label = kernel_label_of(nodeid, labels)
+            if label is not None:
+                self._finish(nodeid, label)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Write the reports (also after an interrupt: partial results are results), and
+        make a kernel that could not be booted the run's exit status (6)."""
+        self.finish_pending()
+        self.paths = self.state.write_reports()
+        if self.state.infra_failures() and session.exitstatus in (
+                pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            session.exitstatus = ExitCode.INFRA_ERROR
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int,
                                 config: pytest.Config) -> None:
-        paths = self.state.write_reports()
         tr = terminalreporter
         tr.section("kmatrix")
-        for label, info in self.state.results.kernels.items():
+        results = self.state.results
+        for label, info in results.kernels.items():
             boots = ", ".join(f"{s:.1f}s" for s in info.boots.values()) or "none"
             tr.write_line(f"{label}: {info.release or '?'} accel={info.accel or '?'} "
                           f"boots={len(info.boots)} ({boots})")
         tr.write_line("")
-        for line in paths["matrix"].read_text().splitlines():
-            if line.startswith(("| ", "|---")):
-                tr.write_line(line)
-        tr.write_line("")
+        paths = getattr(self, "paths", {})
+        if "matrix" in paths:
+            for line in paths["matrix"].read_text().splitlines():
+                if line.startswith(("| ", "|---")):
+                    tr.write_line(line)
+            tr.write_line("")
+        for label, count in self.state.all_skipped().items():
+            tr.write_line(f"WARNING: every case on {label} was skipped ({count} of {count}): "
+                          "nothing was verified on this kernel", red=True, bold=True)
+        for label, why in self.state.infra_failures().items():
+            tr.write_line(f"ERROR: {label}: {why.splitlines()[0]}", red=True, bold=True)
         for name, path in paths.items():
             tr.write_line(f"{name}: {path}")
         tr.write_line(f"console logs: {self.state.results_dir}/console-*.log")

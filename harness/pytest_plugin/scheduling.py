@@ -20,6 +20,36 @@ from ..nodeid import kernel_label_of
 NO_KERNEL = ""
 
 
+#: a left-over kernel with fewer items than this stays whole: another boot would cost more
+#: than sharing its cases saves (a boot is worth ~50-100 cases under TCG)
+MIN_ITEMS_TO_CUT = 100
+
+
+def plan_units(kernels: Sequence[list[int]], workers: int,
+               min_cut: int = MIN_ITEMS_TO_CUT) -> list[list[int]]:
+    """Work units from each kernel's items (in matrix order), for `workers` workers.
+
+    A unit is a contiguous run of one kernel's items: a worker boots that kernel once for
+    it. Whole kernels while they share out evenly; the kernels left over when their number
+    is not a multiple of the workers' (the smallest ones) are each cut into `workers`
+    pieces, so no worker idles while another runs a whole kernel alone: three kernels on
+    two workers give the two largest whole and the smallest in halves. Units come largest
+    first (free workers take the next one)."""
+    if workers <= 1 or not kernels:
+        return [list(k) for k in kernels]
+    order = sorted(range(len(kernels)), key=lambda i: -len(kernels[i]))
+    left_over = len(kernels) % workers
+    whole = order[: len(order) - left_over]
+    cut = order[len(order) - left_over:]
+    units = [list(kernels[i]) for i in whole]
+    for i in cut:
+        items = kernels[i]
+        pieces = min(workers, len(items)) if len(items) >= min_cut else 1
+        size = -(-len(items) // pieces)
+        units += [list(items[j:j + size]) for j in range(0, len(items), size)]
+    return sorted(units, key=len, reverse=True)
+
+
 class KernelScheduling:
     """xdist `Scheduling` with the kernel label as the unit of work."""
 
@@ -42,7 +72,8 @@ class KernelScheduling:
 
     @property
     def collection_is_completed(self) -> bool:
-        return len(self.collections) >= self.numnodes
+        # stays complete once scheduled: workers that finished leave `collections`
+        return self.collection is not None or len(self.collections) >= self.numnodes
 
     @property
     def tests_finished(self) -> bool:
@@ -106,13 +137,14 @@ class KernelScheduling:
             self._feed(node)
 
     def units(self, collection: Sequence[str]) -> list[list[int]]:
-        """The work units of `collection`: one per kernel in matrix order, then the rest."""
+        """The work units of `collection` (see `plan_units`)."""
         by_label: dict[str, list[int]] = {}
         for index, nodeid in enumerate(collection):
             label = kernel_label_of(nodeid, self.labels) or NO_KERNEL
             by_label.setdefault(label, []).append(index)
-        order = [*self.labels, NO_KERNEL]
-        return [by_label[label] for label in order if label in by_label]
+        kernels = [by_label[label] for label in self.labels if label in by_label]
+        rest = [by_label[NO_KERNEL]] if NO_KERNEL in by_label else []
+        return plan_units(kernels, self.numnodes) + rest
 
     def _feed(self, node: Any) -> None:
         """Give an idle worker the next unit; shut it down when there is none left."""

@@ -13,9 +13,12 @@ import pytest
 
 from ..acquire.kernel import Kernel
 from ..acquire.spec import resolve_all
-from ..errors import KmatrixError
+from ..errors import ExitCode, InfraError, KmatrixError
+from ..guest.case_process import PROFILE_ENV
+from ..matrix.features import Expectation, expectations, load_features, read_config
+from ..matrix.kernels import overrides
 from ..paths import PROJECT_ROOT
-from ..results.model import CaseResult, RunResults
+from ..results.model import CaseResult, RunResults, Status
 from ..results.writers import write_all
 from ..targets.qemu.vm import VMOptions
 from .pool import VMPool
@@ -34,13 +37,17 @@ class SessionState:
     pool: VMPool
     results: RunResults = field(default_factory=RunResults)
     started: float = 0.0
+    #: kernel label -> feature -> what that kernel should support (images/features.toml)
+    expect: dict[str, dict[str, Expectation]] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> SessionState:
         specs: list[str] = config.getoption("kernel") or []
         try:
             kernels = resolve_all(specs)
-        except KmatrixError as exc:
+        except InfraError as exc:  # a kernel that could not be fetched or built
+            pytest.exit(f"kmatrix: {exc.describe()}", returncode=int(ExitCode.INFRA_ERROR))
+        except KmatrixError as exc:  # a bad spec, a missing tool, a broken fragment
             raise pytest.UsageError(f"kmatrix: {exc.describe()}") from exc
         dirs = [Path(p) for p in config.getini("kmatrix_case_dirs")] or [PROJECT_ROOT / "cases"]
         results_dir = cls._results_dir(config)
@@ -51,12 +58,24 @@ class SessionState:
         options = VMOptions(cpus=cpus,
                             memory=config.getoption("vm_memory"),
                             boot_timeout=config.getoption("boot_timeout"),
-                            watchdog_grace=config.getoption("watchdog_grace"))
-        pool = VMPool(kernels, config.getoption("accel"), options, results_dir, worker)
+                            watchdog_grace=config.getoption("watchdog_grace"),
+                            tag=results_dir.name)
+        try:
+            expect = kernel_expectations(kernels, Path(config.getoption("matrix_file")))
+        except KmatrixError as exc:  # a broken feature table or matrix file
+            raise pytest.UsageError(f"kmatrix: {exc.describe()}") from exc
+        pool = VMPool(kernels, config.getoption("accel"), options, results_dir, worker,
+                      expect={label: {f: e.as_dict() for f, e in table.items()}
+                              for label, table in expect.items()},
+                      objects=objects_option(config),
+                      guest_env={PROFILE_ENV: "1"} if config.getoption("guest_profile")
+                      else {})
         state = cls(kernels, [d.resolve() for d in dirs], config.getoption("case_timeout"),
                     results_dir, pool)
+        state.expect = expect
         for k in kernels:
             info = state.results.kernel(k.label)
+            info.expect = {f: e.as_dict() for f, e in expect[k.label].items()}
             info.spec, info.origin = k.spec, k.origin
             info.package_version = k.properties.get("package_version", k.version or "")
             info.release = k.release or ""
@@ -90,7 +109,12 @@ class SessionState:
             if rec.get(key):
                 setattr(info, key, rec[key])
         if rec.get("probes"):
-            info.probes = rec["probes"]
+            info.probes.update(rec["probes"])
+        for line in rec.get("probe_dmesg", []):
+            if line not in info.probe_dmesg:
+                info.probe_dmesg.append(line)
+        if rec.get("crosscheck"):
+            info.crosscheck = dict(rec["crosscheck"])
         if rec.get("boot_id"):
             info.boots[rec["boot_id"]] = float(rec.get("boot_s", 0.0))
 
@@ -99,6 +123,41 @@ class SessionState:
 
     def write_reports(self) -> dict[str, Path]:
         return write_all(self.results, self.results_dir)
+
+    def infra_failures(self) -> dict[str, str]:
+        """Kernels that could not be booted: label -> why (exit status 6)."""
+        return {label: info.boot_error for label, info in self.results.kernels.items()
+                if info.boot_error}
+
+    def all_skipped(self) -> dict[str, int]:
+        """Kernels on which every recorded case skipped: label -> how many cases."""
+        out: dict[str, int] = {}
+        for label in self.results.kernels:
+            statuses = [c.status for c in self.results.cases if c.kernel == label]
+            if statuses and all(s is Status.SKIP for s in statuses):
+                out[label] = len(statuses)
+        return out
+
+
+def objects_option(config: pytest.Config) -> Path | None:
+    """--bpf-objects DIR, checked: a folder the guest can read."""
+    value = config.getoption("bpf_objects")
+    if value is None:
+        return None
+    path = Path(value).resolve()
+    if not path.is_dir():
+        raise pytest.UsageError(f"kmatrix: --bpf-objects {value}: not a folder")
+    return path
+
+
+def kernel_expectations(kernels: list[Kernel], matrix_file: Path
+                        ) -> dict[str, dict[str, Expectation]]:
+    """Each kernel's expectations: the feature table applied to its version and config,
+    with the matrix file's overrides for its spec."""
+    features = load_features()
+    over = overrides(matrix_file) if matrix_file.is_file() else {}
+    return {k.label: expectations(features, k.series, read_config(k.config),
+                                  over.get(k.spec)) for k in kernels}
 
 
 #: vCPUs per guest when the host has cores to spare

@@ -7,7 +7,7 @@ passed; a timeout fails it with the Python stacks the agent took.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import kernel_log
@@ -38,20 +38,53 @@ def guest_properties(verdict: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def leak_text(verdict: dict[str, Any]) -> str:
+    """What the case left behind (the agent compared before and after it), or ""."""
+    leaked = verdict.get("leaks", [])
+    if not leaked:
+        return ""
+    text = "leaked: " + ", ".join(leaked) + " (left behind by this case; the agent cleaned"
+    left = verdict.get("not_cleaned", [])
+    text += " it)" if not left else f" what it could; still there: {', '.join(left)})"
+    return text
+
+
+def evidence_text(verdict: dict[str, Any]) -> str:
+    """What the stack counted and dropped during the case, for its failure report ("" when
+    the agent collected none)."""
+    if not verdict.get("evidence"):
+        return ""
+    from ..guest.evidence.model import render
+
+    text = render(verdict["evidence"])
+    return f"the stack saw (counters and drops during the case):\n{text}" if text else ""
+
+
 def interpret(verdict: dict[str, Any], nodeid: str, timeout: float) -> Phases:
+    phases = _interpret(verdict, nodeid, timeout)
+    stack = evidence_text(verdict)
+    if stack and phases.call_error is not None:
+        return replace(phases, call_error=f"{phases.call_error}\n\n{stack}")
+    return phases
+
+
+def _interpret(verdict: dict[str, Any], nodeid: str, timeout: float) -> Phases:
     reports = {r["when"]: r for r in verdict.get("reports", [])}
     problems = kernel_log.find_problems(verdict.get("dmesg", []))
-    kernel_error = ("the kernel reported problems during this case:\n"
-                    + "\n\n".join(p.text for p in problems)) if problems else None
+    extra = [("the kernel reported problems during this case:\n"
+              + "\n\n".join(p.text for p in problems)) if problems else "",
+             leak_text(verdict)]
+    kernel_error = "\n\n".join(t for t in extra if t) or None
     if verdict.get("timed_out"):
         text = (f"case timed out after {timeout:.0f}s in the guest; the agent killed it.\n"
                 f"Python stacks at the timeout:\n{verdict.get('traceback', '')}")
         return Phases(call_error=text + (f"\n{kernel_error}" if kernel_error else ""))
     if not reports:
-        errors = "\n".join(verdict.get("collect_errors", []))
+        errors = "\n".join(verdict.get("collect_errors", [])) or "(nothing said)"
+        output = str(verdict.get("output", "")).strip()
         return Phases(setup_error=(
-            f"the guest ran no test for {nodeid} (pytest exit {verdict.get('exit')}):\n"
-            f"{errors}\n{verdict.get('output', '')}"))
+            f"no verdict from the guest for {nodeid}: {errors}"
+            + (f"\n--- the case's output ---\n{output}" if output else "")))
     setup = reports.get("setup", {})
     call = reports.get("call", {})
     teardown = reports.get("teardown", {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import enum
 import json
 from collections import Counter, defaultdict
@@ -46,6 +47,12 @@ class KernelInfo:
     #: host seconds from vng start to agent ready, one entry per boot
     boots: dict[str, float] = field(default_factory=dict)
     boot_error: str = ""
+    #: feature -> {"expected", "state", "reason"}: what this kernel should support
+    expect: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: kernel messages while the probes ran (the first boot's)
+    probe_dmesg: list[str] = field(default_factory=list)
+    #: our probes against bpftool feature probe: {"ran", "detail", "disagreements"}
+    crosscheck: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -63,12 +70,42 @@ class CaseResult:
     #: what the case saw the kernel do, recorded in the guest with
     #: record_property("observed", ...) (e.g. "delivered", "insert refused: EOPNOTSUPP")
     observed: str = ""
+    #: where the guest agent's time went (case process, checks after it, netns creation)
+    timing: dict[str, float] = field(default_factory=dict)
+    #: what the stack counted and dropped while the case ran (harness.guest.evidence.model
+    #: Evidence.as_dict(): counter deltas per namespace and device, drops by reason)
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunRecord:
+    """Which run a results folder belongs to and which shard of it (`--shard I/N`): what
+    `kmatrix merge` checks, and the collection order it restores."""
+
+    #: derived from the full collection and the kernels, so every shard of a run agrees
+    id: str
+    #: (index, total), 1-based; (1, 1) for an unsharded run
+    shard: tuple[int, int] = (1, 1)
+    #: hash of the full collected node id list (before the shard's selection)
+    selection: str = ""
+    #: how many items the full collection holds
+    nodeids: int = 0
+    #: how the shards were balanced ("count", "durations <hash>"); "" when unsharded
+    balance: str = ""
+    #: node id -> its position in the full collection, for this shard's items
+    index: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunRecord:
+        return cls(**{**data, "shard": tuple(data.get("shard", (1, 1)))})
 
 
 @dataclass
 class RunResults:
     kernels: dict[str, KernelInfo] = field(default_factory=dict)
     cases: list[CaseResult] = field(default_factory=list)
+    #: which run and shard this is (None in folders written before shards existed)
+    run: RunRecord | None = None
 
     def kernel(self, label: str) -> KernelInfo:
         if label not in self.kernels:
@@ -76,7 +113,26 @@ class RunResults:
         return self.kernels[label]
 
     def add(self, case: CaseResult) -> None:
-        self.cases.append(case)
+        """Record `case`, in collection order once the run record is known."""
+        if (self.run is None or not self.cases
+                or self._position(self.cases[-1]) <= self._position(case)):
+            self.cases.append(case)
+        else:
+            bisect.insort_right(self.cases, case, key=self._position)
+
+    def set_run(self, run: RunRecord) -> None:
+        """The run record; the cases recorded so far go into collection order."""
+        self.run = run
+        self.cases.sort(key=self._position)
+
+    def _position(self, case: CaseResult) -> int:
+        """`case`'s place in the collection (cases outside it last, in arrival order)."""
+        index = self.run.index if self.run is not None else {}
+        return index.get(case.nodeid, len(index))
+
+    def case(self, nodeid: str) -> CaseResult | None:
+        """The recorded result of `nodeid` (the last one, should it run twice)."""
+        return next((c for c in reversed(self.cases) if c.nodeid == nodeid), None)
 
     def counts(self) -> Counter[Status]:
         return Counter(c.status for c in self.cases)
@@ -97,7 +153,9 @@ class RunResults:
         return out
 
     def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {} if self.run is None else {"run": asdict(self.run)}
         return {
+            **out,
             "kernels": {k: asdict(v) for k, v in self.kernels.items()},
             "cases": [{**asdict(c), "status": c.status.symbol} for c in self.cases],
         }
@@ -105,6 +163,8 @@ class RunResults:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunResults:
         res = cls()
+        if data.get("run"):
+            res.run = RunRecord.from_json(data["run"])
         for label, info in data.get("kernels", {}).items():
             res.kernels[label] = KernelInfo(**info)
         by_name = {s.symbol: s for s in Status}

@@ -19,7 +19,7 @@ class FakeTime:
 @pytest.fixture
 def clock_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
     fake = FakeTime()
-    monkeypatch.setattr(vm.time, "monotonic", fake)
+    monkeypatch.setattr("harness.targets.qemu.boot_clock.time.monotonic", fake)
     return fake
 
 

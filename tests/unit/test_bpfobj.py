@@ -87,7 +87,7 @@ def test_sources_named_by_stem(tmp_path: Path) -> None:
 
 def test_repo_sources_exist() -> None:
     names = set(bpfobj.sources())
-    assert {"tcx_chain", "probe_tc", "probe_sockmap", "probe_xdp", "probe_iter",
+    assert {"tcx_chain", "probe_tc", "probe_sockmap", "xsk_redirect", "probe_iter",
             "probe_sock_destroy"} <= names
 
 

@@ -49,3 +49,12 @@ def test_ordinary_lines_are_not_problems() -> None:
                  "[ 2.0] hpet: Lost 1 RTC interrupts", "[ 3.0] Invalid ELF header magic: != ELF",
                  "[ 4.0] reboot: Power down"]:
         assert console.classify(line) is None
+
+
+def test_root_mount_failure_is_named() -> None:
+    text = ("[    2.1] Run /init as init process\n"
+            "[    2.5] mount: mounting /dev/root on /newroot failed: No such device\n"
+            "[    2.6] Kernel panic - not syncing: Attempted to kill init!\n")
+    assert console.root_mount_failure(text) == (
+        "mount: mounting /dev/root on /newroot failed: No such device")
+    assert console.root_mount_failure("[ 1.0] Linux version 6.12\n") == ""

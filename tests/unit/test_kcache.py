@@ -235,3 +235,40 @@ def test_fragment_suffix_on_specs(tmp_path: Path, fake_make: FakeMake) -> None:
     assert plan.plan_build(f"{tree}@-xdp", None).key == plain.key
     assert "xdp" not in plain.merged.fragments
     assert plain.label.endswith("-no-xdp")
+
+
+def test_interrupted_build_products_are_forgotten(tmp_path: Path) -> None:
+    """A build killed outright may leave a half-written object newer than its source;
+    the next build removes what the killed one wrote, and only that."""
+    import os
+
+    obj = tmp_path / "objs"
+    (obj / "net" / "core").mkdir(parents=True)
+    old = obj / "net" / "core" / "old.o"
+    old.write_bytes(b"complete")
+    os.utime(old, (time.time() - 100, time.time() - 100))
+    marker = obj / kbuild.BUILDING_MARKER
+    marker.write_text("1\n")
+    os.utime(marker, (time.time() - 50, time.time() - 50))
+    half = obj / "net" / "core" / "dev.o"
+    half.write_bytes(b"trunc")
+    keep = obj / "net" / "core" / ".dev.o.cmd"
+    keep.write_text("cmd")
+    removed = kbuild.forget_interrupted_build(obj)
+    assert removed == [half]
+    assert old.exists() and keep.exists() and not marker.exists()
+    assert kbuild.forget_interrupted_build(obj) == []
+
+
+def test_commands_run_in_their_own_group_and_die_with_it(tmp_path: Path) -> None:
+    """A timed-out (or interrupted) command is killed with everything it started."""
+    from harness.command import run
+
+    pidfile = tmp_path / "pid"
+    with pytest.raises(subprocess.TimeoutExpired):
+        run(["sh", "-c", f"sleep 300 & echo $! > {pidfile}; wait"], timeout=1)
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()

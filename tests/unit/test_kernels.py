@@ -84,15 +84,26 @@ def test_absolute_spec(spec: str, want: str, tmp_path: Path) -> None:
     assert kernels.absolute_spec(spec, cwd) == want
 
 
-def test_cli_anchors_kernel_and_test_paths(tmp_path: Path) -> None:
+def test_cli_anchors_kernel_specs_and_leaves_pytest_args_alone(tmp_path: Path) -> None:
     from harness import cli
     from harness.cli import run
 
     (tmp_path / "my_cases.py").write_text("")
     args, rest = cli.build_parser().parse_known_args(
         ["run", "--kernel", "./linux", "--kernel", "debian:7.3", "-k", "my_cases.py",
-         "my_cases.py::test_x", "cases"])
-    run.anchor_paths(args, rest, tmp_path)
+         "--durations", "10", "my_cases.py::test_x"])
+    run.anchor_kernel_specs(args, tmp_path)
     assert args.kernel == [str(tmp_path / "linux"), "debian:7.3"]
-    # the -k value is left alone; an existing path is anchored; "cases" (absent here) stays
-    assert rest == ["-k", "my_cases.py", f"{tmp_path}/my_cases.py::test_x", "cases"]
+    argv = run.pytest_argv(args, rest, args.kernel)
+    # pytest gets the user's arguments as typed (it runs where they were typed)
+    assert argv[-5:] == ["-k", "my_cases.py", "--durations", "10", "my_cases.py::test_x"]
+    assert "--cases-by-default" in argv
+
+
+def test_auto_jobs() -> None:
+    from harness.cli.run import auto_jobs
+
+    assert auto_jobs(3, cores=2) == 2
+    assert auto_jobs(2, cores=8) == 2
+    assert auto_jobs(1, cores=2) == 0
+    assert auto_jobs(3, cores=1) == 0

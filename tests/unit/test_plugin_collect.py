@@ -3,7 +3,7 @@ kernel, guest node ids without the kernel. Uses a fake bzImage: nothing boots he
 
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import pytest
 
@@ -93,20 +93,68 @@ def _recorder(label: str) -> tuple[ResultRecorder, list[CaseResult]]:
 
 def test_recorded_duration_counts_every_phase() -> None:
     """A guest item works in setup (boot, then the case in the guest): the recorded time
-    (JUnit's `time`) must be setup + call, not the ~0 s call phase alone."""
+    (JUnit's `time`) counts every phase, not the ~0 s call phase alone."""
     recorder, recorded = _recorder("debian-6.12")
     nodeid = "cases/test_tcx.py::test_a[debian-6.12]"
-    for when, duration in (("setup", 2.5), ("call", 0.001), ("teardown", 0.002)):
-        recorder.pytest_runtest_logreport(pytest.TestReport(
-            nodeid, ("x", None, "t"), {}, "passed", None, when, duration=duration))
-    assert [(c.status, round(c.duration, 3)) for c in recorded] == [(Status.PASS, 2.501)]
+    phases: tuple[tuple[Literal["setup", "call", "teardown"], float], ...] = (
+        ("setup", 2.5), ("call", 0.001), ("teardown", 0.002))
+    for when, duration in phases:
+        rep = _report(nodeid, when)
+        rep.duration = duration
+        recorder.pytest_runtest_logreport(rep)
+    assert [(c.status, round(c.duration, 3)) for c in recorded] == [(Status.PASS, 2.503)]
+
+
+def _report(nodeid: str, when: Literal["setup", "call", "teardown"],
+            outcome: Literal["passed", "failed", "skipped"] = "passed",
+            longrepr: Any = None) -> pytest.TestReport:
+    return pytest.TestReport(nodeid, ("x", None, "t"), {}, outcome, longrepr, when)
 
 
 def test_xfail_message_is_its_reason() -> None:
     recorder, recorded = _recorder("debian-6.1")
-    report = pytest.TestReport("cases/t.py::t[debian-6.1]", ("x", None, "t"), {},
-                               "skipped", "reader = <socket ...>\nXFailed", "call")
+    nodeid = "cases/t.py::t[debian-6.1]"
+    report = _report(nodeid, "call", "skipped", "reader = <socket ...>\nXFailed")
     report.wasxfail = "kernel gap: FIONREAD is 0"
-    recorder.pytest_runtest_logreport(report)
+    for rep in (_report(nodeid, "setup"), report, _report(nodeid, "teardown")):
+        recorder.pytest_runtest_logreport(rep)
     assert [(c.status, c.message) for c in recorded] == [
         (Status.SKIP, "xfail: kernel gap: FIONREAD is 0")]
+
+
+def test_one_result_per_case_teardown_error_after_pass() -> None:
+    """A guest teardown error after a pass is one ERROR, not a PASS and an ERROR."""
+    recorder, recorded = _recorder("debian-6.12")
+    nodeid = "cases/t.py::t[debian-6.12]"
+    for rep in (_report(nodeid, "setup"), _report(nodeid, "call"),
+                _report(nodeid, "teardown", "failed", "error in guest teardown: boom")):
+        recorder.pytest_runtest_logreport(rep)
+    assert [(c.nodeid, c.status) for c in recorded] == [(nodeid, Status.ERROR)]
+
+
+def test_interrupted_case_is_recorded_once_at_the_end() -> None:
+    recorder, recorded = _recorder("debian-6.12")
+    nodeid = "cases/t.py::t[debian-6.12]"
+    recorder.pytest_runtest_logreport(_report(nodeid, "setup"))
+    assert recorded == []
+    recorder.finish_pending()
+    assert [(c.status, c.message) for c in recorded] == [
+        (Status.ERROR, "the case's setup passed but its body never ran (no call phase "
+                       "reported)")]
+
+
+def test_plan_units_shares_kernels_over_workers() -> None:
+    from harness.pytest_plugin.scheduling import plan_units
+
+    a, b, c = list(range(0, 10)), list(range(10, 18)), list(range(18, 24))
+    # one worker: whole kernels in matrix order
+    assert plan_units([a, b, c], 1, min_cut=1) == [a, b, c]
+    # two workers, three kernels: the two largest whole, the smallest in halves
+    assert plan_units([a, b, c], 2, min_cut=1) == [a, b, [18, 19, 20], [21, 22, 23]]
+    # ... unless it is too small to be worth a second boot
+    assert plan_units([a, b, c], 2, min_cut=7) == [a, b, c]
+    # two kernels, two workers: one each
+    assert plan_units([a, b], 2, min_cut=1) == [a, b]
+    # one kernel, two workers: both boot it and share its cases
+    assert plan_units([a], 2, min_cut=1) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert sorted(i for u in plan_units([a, b, c], 2, min_cut=1) for i in u) == list(range(24))

@@ -34,18 +34,21 @@ def test_junit_properties_and_outcomes() -> None:
     assert props["kernel.release"] == "6.1.0-56-amd64"
     assert props["kernel.package_version"] == "6.1.192-2"
     assert props["accelerator"] == "tcg"
-    assert props["probe.tcx"].startswith("unsupported: BPF_LINK_CREATE: EINVAL")
+    assert str(props["probe.tcx"]).startswith("unsupported: BPF_LINK_CREATE: EINVAL")
     s612 = suites["kmatrix.debian-6.12"]
     cases = {c.get("name"): c for c in s612.iter("testcase")}
-    assert cases["test_b[debian-6.12]"].find("failure").get("type") == "kernel-crash"
+    failure = cases["test_b[debian-6.12]"].find("failure")
+    assert failure is not None and failure.get("type") == "kernel-crash"
     assert cases["test_a[debian-6.12]"].find("failure") is None
-    assert s61.find("testcase").find("skipped") is not None
+    first = s61.find("testcase")
+    assert first is not None and first.find("skipped") is not None
 
 
 def test_markdown_matrix() -> None:
     md = markdown_matrix(sample())
     assert "| tcx | 1 skip | 1 pass, 1 crash |" in md
-    assert "| tcx | no (BPF_LINK_CREATE: EINVAL) | yes |" in md
+    assert ("| tcx | 6.6 | BPF_SYSCALL, NET_XGRESS | 6.12.117 | "
+            "no (BPF_LINK_CREATE: EINVAL) | yes |") in md
     assert "`cases/test_tcx.py::test_b[debian-6.12]` crash" in md
 
 
@@ -94,3 +97,18 @@ def test_observed_behaviour_tables(tmp_path: Path) -> None:
     assert outs == ["observed: map insert refused: EOPNOTSUPP"]
     assert RunResults.from_json(res.to_json()).observations() == res.observations()
     assert write_all(res, tmp_path)["observed"].read_text() == obs
+
+
+def test_probe_cells_hold_the_probe_to_its_expectation() -> None:
+    from harness.results.writers.markdown import probe_cell
+
+    no = {"status": "unsupported", "detail": "bpf_link_create: EINVAL (Invalid argument)"}
+    yes = {"status": "supported", "detail": "link id 7"}
+    err = {"status": "error", "detail": "probe could not run: FileNotFoundError(...)\nTrace"}
+    assert probe_cell(no, {"expected": True, "state": "expected"}).startswith("**NO, expected**")
+    assert probe_cell(no, {"expected": False, "state": "too-old"}) == (
+        "no (bpf_link_create: EINVAL (Invalid argument); too-old)")
+    assert probe_cell(yes, {"expected": False, "state": "too-old"}).startswith(
+        "yes (not expected")
+    assert probe_cell(err, None).startswith("**PROBE ERROR** (probe could not run")
+    assert probe_cell(None, None) == "-"

@@ -100,3 +100,42 @@ def test_guest_xfail_report_serialized_with_reason() -> None:
     report = pytest.TestReport("cases/x.py::t", ("x.py", 1, "t"), {}, "skipped", None, "call")
     report.wasxfail = "kernel gap: FIONREAD is 0"
     assert serialize_report(report)["wasxfail"] == "kernel gap: FIONREAD is 0"
+
+
+EVIDENCE = {
+    "namespaces": [{"label": "case", "cookie": 1, "inum": 2, "counters": {"Udp.NoPorts": 1},
+                    "devices": [{"name": "nk0", "stats": {"tx_dropped": 3}, "driver": {}}]}],
+    "drops": [{"netns": "case", "reason": "NO_SOCKET", "location": "", "count": 1}],
+    "drops_mode": "reason",
+}
+
+
+def test_a_failure_carries_what_the_stack_saw() -> None:
+    v = {"reports": [rep("setup", "passed"), rep("call", "failed", "AssertionError: nothing "
+                     "arrived"), rep("teardown", "passed")], "evidence": EVIDENCE}
+    text = interpret(v, "t", 10).call_error or ""
+    assert "AssertionError: nothing arrived" in text
+    assert "the stack saw" in text and "Udp.NoPorts +1" in text
+    assert "NO_SOCKET" in text and "tx_dropped +3" in text
+
+
+def test_a_pass_stays_a_pass_with_evidence() -> None:
+    v = {"reports": [rep("setup", "passed"), rep("call", "passed"), rep("teardown", "passed")],
+         "evidence": EVIDENCE}
+    assert interpret(v, "t", 10).call_error is None
+
+
+def test_junit_case_properties_carry_the_evidence() -> None:
+    from harness.results.model import CaseResult, RunResults, Status
+    from harness.results.writers.junit import junit_xml
+
+    res = RunResults()
+    res.kernel("k1")
+    res.add(CaseResult("cases/test_x.py::test_a[k1]", "k1", "x", Status.PASS,
+                       evidence=EVIDENCE))
+    res.add(CaseResult("cases/test_x.py::test_b[k1]", "k1", "x", Status.PASS))
+    xml = junit_xml(res)
+    assert '<property name="evidence.case.Udp.NoPorts" value="+1"' in xml
+    assert '<property name="evidence.case.dev.nk0.tx_dropped" value="+3"' in xml
+    assert "1 x NO_SOCKET" in xml
+    assert xml.count("<properties>") == 2  # the suite's and test_a's, none for test_b

@@ -4,49 +4,20 @@ Boots real VMs (tens of seconds each under TCG): kernels from $KMATRIX_TEST_KERN
 (default debian:6.12). Marked `vm` so `-m "not vm"` gives the quick unit run.
 """
 
-import os
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-KERNEL = os.environ.get("KMATRIX_TEST_KERNEL", "debian:6.12")
+from vmrun import ROOT, kmatrix_run, outcomes, suite_properties
 
 pytestmark = pytest.mark.vm
 
 
-def kmatrix_run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Path]:
-    results = tmp_path / "results"
-    argv = [sys.executable, "-m", "harness", "run", "--no-cache", "--kernel", KERNEL,
-            "--boot-timeout", "900",
-            "--results-dir", str(results), *args]
-    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    print(proc.stdout[-6000:], proc.stderr[-3000:])
-    return proc, results
-
-
-def outcomes(junit: Path) -> dict[str, tuple[str, str]]:
-    """test name -> (outcome, text) from our JUnit file."""
-    out: dict[str, tuple[str, str]] = {}
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        name = case.get("name", "").split("[")[0]
-        for tag in ("failure", "error", "skipped"):
-            el = case.find(tag)
-            if el is not None:
-                out[name] = (tag, (el.get("message") or "") + "\n" + (el.text or ""))
-                break
-        else:
-            out[name] = ("passed", "")
-    return out
-
-
 def test_crash_hang_recovery(tmp_path: Path) -> None:
-    proc, results = kmatrix_run(
-        tmp_path, "--watchdog-grace", "30", "tests/vm/cases/test_guest_basics.py",
-        "-k", "not noop")
+    results = tmp_path / "results"
+    proc = kmatrix_run(results, "--watchdog-grace", "30",
+                       "tests/vm/cases/test_guest_basics.py", "-k", "not noop")
     assert proc.returncode == 1, "failing cases must make the run fail"
     got = outcomes(results / "junit.xml")
     assert got["test_runs_in_guest"][0] == "passed"
@@ -76,9 +47,7 @@ def test_crash_hang_recovery(tmp_path: Path) -> None:
         assert warn_outcome == "failure"
         assert "the kernel reported problems during this case" in warn_text
         assert "WARNING:" in warn_text
-    suite = ET.parse(results / "junit.xml").getroot().find("testsuite")
-    assert suite is not None
-    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    props = suite_properties(results / "junit.xml")
     assert props["boots"] == "3", "one boot, one after the panic, one after the hang"
     assert props["kernel.release"]
     assert props["accelerator"] in ("kvm", "tcg")
@@ -95,9 +64,10 @@ def test_crash_hang_recovery(tmp_path: Path) -> None:
     (str(ROOT / "README.md"), "not a bootable x86 kernel image"),
 ])
 def test_bad_kernel_fails_fast(spec: str, expect: str) -> None:
+    """Bad input: a clear message and exit status 4 (usage error), within seconds."""
     proc = subprocess.run([sys.executable, "-m", "harness", "run", "--kernel", spec],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert proc.returncode != 0
+    assert proc.returncode == 4, proc.stderr[-2000:]
     assert expect in proc.stderr + proc.stdout
 
 
@@ -105,12 +75,10 @@ def test_boot_that_stops_progressing(tmp_path: Path) -> None:
     """A boot that cannot finish in its window is an ERROR of the kernel's first case, with
     the stage reached and the console tail; the kernel's next case fails fast, unbooted."""
     results = tmp_path / "results"
-    argv = [sys.executable, "-m", "harness", "run", "--no-cache", "--kernel", KERNEL,
-            "--boot-timeout", "3", "--results-dir", str(results),
-            "tests/vm/cases/test_guest_basics.py", "-k", "runs_in_guest or fails_in_guest"]
-    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    print(proc.stdout[-4000:], proc.stderr[-2000:])
-    assert proc.returncode == 1
+    proc = kmatrix_run(results, "--boot-timeout", "3", "tests/vm/cases/test_guest_basics.py",
+                       "-k", "runs_in_guest or fails_in_guest", timeout=300)
+    # a kernel that could not be booted is an infrastructure failure: exit status 6
+    assert proc.returncode == 6
     got = outcomes(results / "junit.xml")
     first, second = (got[name] for name in ("test_runs_in_guest", "test_fails_in_guest"))
     assert first[0] == second[0] == "error"

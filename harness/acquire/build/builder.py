@@ -16,6 +16,7 @@ One build is:
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import sys
@@ -74,6 +75,7 @@ class BuildResult:
                    f"(fragments: {','.join(self.entry.fragments)})",
             version=self.entry.key,
             properties=props,
+            config=self.entry.path / "config",
         )
 
 
@@ -110,6 +112,35 @@ def build(
         return _build_locked(plan, tree, obj, cache, jobs, t0)
 
 
+#: present in an O= folder while make runs in it: a build killed outright leaves it behind
+BUILDING_MARKER = ".kmatrix-building"
+
+
+def forget_interrupted_build(obj: Path) -> list[Path]:
+    """After a build that was killed (SIGKILL, OOM, a cancelled CI job), an object file
+    may be half written yet newer than its source, and make would keep it. Remove every
+    build product written since that build started, so make redoes exactly those (ccache
+    makes it cheap). Returns what was removed."""
+    marker = obj / BUILDING_MARKER
+    if not marker.is_file():
+        return []
+    since = marker.stat().st_mtime
+    removed = []
+    for path in obj.rglob("*"):
+        if path.suffix in (".o", ".ko", ".a", ".mod") or path.name in ("vmlinux", "bzImage"):
+            try:
+                if path.is_file() and path.stat().st_mtime >= since:
+                    path.unlink()
+                    removed.append(path)
+            except OSError:
+                continue
+    print(f"[kbuild] {obj}: the previous build there was interrupted; removed the "
+          f"{len(removed)} build products it wrote, make redoes them", file=sys.stderr,
+          flush=True)
+    marker.unlink()
+    return removed
+
+
 @contextmanager
 def _build_lock(obj: Path, timeout: float = 4 * 3600) -> Iterator[None]:
     """One configure/build at a time per O= folder (across processes)."""
@@ -143,8 +174,12 @@ def _build_locked(
     expected = int(expected_file.read_text()) if expected_file.is_file() else 0
     t_build = time.time()
     env = make_env(cache)
+    forget_interrupted_build(obj)
+    marker = obj / BUILDING_MARKER
+    marker.write_text(f"{os.getpid()}\n")
     run_make(make_argv(tree, obj, plan.toolchain, jobs, *targets), env, log,
              "make " + " ".join(targets), obj, expected)
+    marker.unlink()
     build_seconds = time.time() - t_build
     expected_file.write_text(str(sum(1 for _ in obj.rglob("*.o"))))
     release = run(make_argv(tree, obj, plan.toolchain, 1, "-s", "kernelrelease", nice=False),

@@ -9,7 +9,8 @@ Modules: `uapi` (constants of <linux/bpf.h>), `structs` (ctypes mirrors of libbp
 and the kernel's info structs), `library` (loading libbpf, its log, errors), `info`,
 `links` (links, prog attach/detach/query, iterators), `programs`, `maps`, `objects`
 (BpfObject, `object_path`), `tc` (classic tc), `counters` (the hits/trace maps of
-bpf/run_trace.h). This package re-exports their public names, so cases write
+bpf/run_trace.h), `arena` (BPF arenas: mappings, pointers, syscall programs). This package
+re-exports their public names, so cases write
 ``from harness.guest import bpf as lb`` and ``lb.link_create(...)``.
 
 Main types (all context managers that release what they own): `BpfObject(path, ...)`, an
@@ -22,14 +23,20 @@ namespace (see harness.guest.net.netns.run_in_netns).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .info import (
     LinkInfo,
     MapInfo,
     ProgInfo,
     link_get_fd_by_id,
+    link_ids,
     link_info,
     map_get_fd_by_id,
+    map_ids,
     map_info,
+    obj_get,
+    obj_pin,
     prog_get_fd_by_id,
     prog_ids,
     prog_info,
@@ -92,8 +99,10 @@ from .uapi import (
     BPF_F_LINK,
     BPF_F_MMAPABLE,
     BPF_F_NO_PREALLOC,
+    BPF_F_NO_USER_CONV,
     BPF_F_RDONLY_PROG,
     BPF_F_REPLACE,
+    BPF_F_SEGV_ON_FAULT,
     BPF_NETKIT_PEER,
     BPF_NETKIT_PRIMARY,
     BPF_SK_MSG_VERDICT,
@@ -120,6 +129,39 @@ from .uapi import (
     UpdateFlags,
 )
 
+if TYPE_CHECKING:  # imported on first use at run time (see __getattr__)
+    from .arena import (
+        ArenaInfo,
+        ArenaMapping,
+        ArenaMemory,
+        ArenaOp,
+        ArenaOpArgs,
+        ArenaOps,
+        TouchOutcome,
+        arena_info,
+        create_arena,
+        map_arena,
+        object_arena,
+        run_syscall,
+        touch_in_child,
+    )
+
+#: names of `arena` (the largest module, used by the arena suite only), imported when
+#: first asked for
+_ARENA_NAMES = frozenset({
+    "ArenaInfo", "ArenaMapping", "ArenaMemory", "ArenaOp", "ArenaOpArgs", "ArenaOps",
+    "TouchOutcome", "arena_info", "create_arena", "map_arena", "object_arena",
+    "run_syscall", "touch_in_child"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ARENA_NAMES:
+        from . import arena
+
+        return getattr(arena, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "BPF_F_AFTER",
     "BPF_F_BEFORE",
@@ -127,8 +169,10 @@ __all__ = [
     "BPF_F_LINK",
     "BPF_F_MMAPABLE",
     "BPF_F_NO_PREALLOC",
+    "BPF_F_NO_USER_CONV",
     "BPF_F_RDONLY_PROG",
     "BPF_F_REPLACE",
+    "BPF_F_SEGV_ON_FAULT",
     "BPF_NETKIT_PEER",
     "BPF_NETKIT_PRIMARY",
     "BPF_SK_MSG_VERDICT",
@@ -145,6 +189,12 @@ __all__ = [
     "TCX_NEXT",
     "TCX_PASS",
     "TCX_REDIRECT",
+    "ArenaInfo",
+    "ArenaMapping",
+    "ArenaMemory",
+    "ArenaOp",
+    "ArenaOpArgs",
+    "ArenaOps",
     "AttachFlags",
     "AttachType",
     "BpfObject",
@@ -168,11 +218,14 @@ __all__ = [
     "TcHook",
     "TcxAction",
     "TestRunResult",
+    "TouchOutcome",
     "UpdateFlags",
+    "arena_info",
     "attach_name",
     "capture_log",
     "check",
     "check_ptr",
+    "create_arena",
     "create_map",
     "enum_name",
     "errno_name",
@@ -184,10 +237,16 @@ __all__ = [
     "link_create",
     "link_detach",
     "link_get_fd_by_id",
+    "link_ids",
     "link_info",
     "link_update",
+    "map_arena",
     "map_get_fd_by_id",
+    "map_ids",
     "map_info",
+    "obj_get",
+    "obj_pin",
+    "object_arena",
     "object_path",
     "oserror",
     "possible_cpus",
@@ -200,6 +259,8 @@ __all__ = [
     "prog_info",
     "prog_query",
     "read_iter",
+    "run_syscall",
     "to_buffer",
+    "touch_in_child",
     "version",
 ]

@@ -88,12 +88,36 @@ def link_get_fd_by_id(link_id: int) -> int:
     return _fd_by_id("bpf_link_get_fd_by_id", link_id)
 
 
-def prog_ids() -> list[int]:
-    """Ids of every program loaded in the kernel now."""
+def _ids(fn: str) -> list[int]:
     ids: list[int] = []
     cur = _u32(0)
     nxt = _u32(0)
-    while lib().bpf_prog_get_next_id(cur, ctypes.byref(nxt)) == 0:
+    while getattr(lib(), fn)(cur, ctypes.byref(nxt)) == 0:
         ids.append(nxt.value)
         cur = _u32(nxt.value)
     return ids
+
+
+def prog_ids() -> list[int]:
+    """Ids of every program loaded in the kernel now."""
+    return _ids("bpf_prog_get_next_id")
+
+
+def map_ids() -> list[int]:
+    """Ids of every map in the kernel now."""
+    return _ids("bpf_map_get_next_id")
+
+
+def link_ids() -> list[int]:
+    """Ids of every BPF link in the kernel now."""
+    return _ids("bpf_link_get_next_id")
+
+
+def obj_pin(fd: int, path: str) -> None:
+    """BPF_OBJ_PIN: pin the program, map or link behind `fd` at `path` (on a bpffs)."""
+    check(lib().bpf_obj_pin(fd, path.encode()), f"bpf_obj_pin(fd {fd}, {path})")
+
+
+def obj_get(path: str) -> int:
+    """BPF_OBJ_GET: a new fd for what is pinned at `path` (caller closes it)."""
+    return check(lib().bpf_obj_get(path.encode()), f"bpf_obj_get({path})")

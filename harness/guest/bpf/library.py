@@ -109,6 +109,10 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_map_get_fd_by_id": (_I, [_u32]),
     "bpf_link_get_fd_by_id": (_I, [_u32]),
     "bpf_prog_get_next_id": (_I, [_u32, ctypes.POINTER(_u32)]),
+    "bpf_map_get_next_id": (_I, [_u32, ctypes.POINTER(_u32)]),
+    "bpf_obj_pin": (_I, [_I, _S]),
+    "bpf_obj_get": (_I, [_S]),
+    "bpf_link_get_next_id": (_I, [_u32, ctypes.POINTER(_u32)]),
     "bpf_map_create": (_I, [_I, _S, _u32, _u32, _u32, ctypes.POINTER(MapCreateOpts)]),
     "bpf_map_update_elem": (_I, [_I, _P, _P, _u64]),
     "bpf_map_lookup_elem": (_I, [_I, _P, _P]),
@@ -204,8 +208,9 @@ _LOG_BUF_SIZE = 1 << 20
 _tls = threading.local()
 
 
-def _captures() -> list[list[tuple[int, str]]]:
-    stack: list[list[tuple[int, str]]] | None = getattr(_tls, "captures", None)
+def _captures() -> list[tuple[int, list[str]]]:
+    """This thread's open `capture_log` blocks: (least important level kept, lines)."""
+    stack: list[tuple[int, list[str]]] | None = getattr(_tls, "captures", None)
     if stack is None:
         stack = []
         _tls.captures = stack
@@ -213,18 +218,26 @@ def _captures() -> list[list[tuple[int, str]]]:
 
 
 def _print_callback(level: int, fmt: bytes | None, args: int | None) -> int:
-    """libbpf_print_fn_t: format with vsnprintf (va_list passed through) and collect."""
+    """libbpf_print_fn_t: format with vsnprintf (va_list passed through) and collect.
+
+    libbpf calls it for every message, debug ones included (~80 per object load): those
+    nobody keeps are not formatted at all (a ctypes callback costs ~0.5 ms under TCG)."""
     if fmt is None:
+        return 0
+    captures = _captures()
+    keep = [lines for min_level, lines in captures if level <= min_level]
+    to_log = level <= PrintLevel.WARN and log.isEnabledFor(logging.DEBUG)
+    if not keep and not to_log:
         return 0
     buf: ctypes.Array[ctypes.c_char] | None = getattr(_tls, "logbuf", None)
     if buf is None:
         buf = ctypes.create_string_buffer(_LOG_BUF_SIZE)
         _tls.logbuf = buf
     n = _libc.vsnprintf(buf, _LOG_BUF_SIZE, fmt, args)
-    text = buf.raw[: max(0, min(n, _LOG_BUF_SIZE - 1))].decode(errors="replace")
-    for capture in _captures():
-        capture.append((level, text))
-    if level <= PrintLevel.WARN:
+    text = ctypes.string_at(buf, max(0, min(n, _LOG_BUF_SIZE - 1))).decode(errors="replace")
+    for lines in keep:
+        lines.append(text)
+    if to_log:
         log.debug("libbpf: %s", text.rstrip())
     return int(n)
 
@@ -232,15 +245,14 @@ def _print_callback(level: int, fmt: bytes | None, args: int | None) -> int:
 @contextmanager
 def capture_log(min_level: PrintLevel = PrintLevel.INFO) -> Iterator[list[str]]:
     """Collect libbpf's messages (at `min_level` or more important) printed in this block."""
-    lines: list[tuple[int, str]] = []
-    out: list[str] = []
+    lines: list[str] = []
     lib()
-    _captures().append(lines)
+    entry = (int(min_level), lines)
+    _captures().append(entry)
     try:
-        yield out
+        yield lines
     finally:
-        _captures().remove(lines)
-        out.extend(text for level, text in lines if level <= min_level)
+        _captures().remove(entry)
 
 
 # --------------------------------------------------------------------------- errors

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from ..environment import bpf_objects_dir
+from . import core_btf
 from .library import PrintLevel, capture_log, check_ptr, lib, oserror
 from .maps import Map
 from .programs import Program
+from .structs import ObjectOpenOpts
 
 
 class BpfObject:
@@ -35,8 +38,13 @@ class BpfObject:
         self._ptr: int | None = None
         self.loaded = False
         what = f"bpf_object__open_file({self.path})"
+        opts = None
+        minimal = core_btf.ready()
+        if minimal is not None:  # CO-RE against this kernel's BTF, the needed part only
+            opts = ObjectOpenOpts(btf_custom_path=str(minimal).encode())
         with capture_log(PrintLevel.WARN) as msgs:
-            ptr = lib().bpf_object__open_file(str(self.path).encode(), None)
+            ptr = lib().bpf_object__open_file(
+                str(self.path).encode(), None if opts is None else ctypes.byref(opts))
         self._ptr = check_ptr(ptr, what, "".join(msgs))
         try:
             if autoload is not None:

@@ -18,6 +18,15 @@ class _Opts(ctypes.Structure):
         self.sz = ctypes.sizeof(self)
 
 
+class ObjectOpenOpts(_Opts):
+    """struct bpf_object_open_opts, up to btf_custom_path (libbpf takes a shorter `sz`)"""
+
+    _fields_ = [("sz", _size_t), ("object_name", ctypes.c_char_p),
+                ("relaxed_maps", ctypes.c_bool), ("pin_root_path", ctypes.c_char_p),
+                ("_removed_attach_prog_fd", _u32), ("kconfig", ctypes.c_char_p),
+                ("btf_custom_path", ctypes.c_char_p)]
+
+
 class TcxOpts(_Opts):
     """struct bpf_tcx_opts / struct bpf_netkit_opts (same layout)"""
 

@@ -218,6 +218,10 @@ class UpdateFlags(IntEnum):
 BPF_F_NO_PREALLOC = 1 << 0
 BPF_F_RDONLY_PROG = 1 << 7
 BPF_F_MMAPABLE = 1 << 10
+#: BPF arena map_flags (6.9): a user-space touch of a page no program allocated raises
+#: SIGSEGV instead of allocating it; the verifier turns cast_user into a 32-bit move
+BPF_F_SEGV_ON_FAULT = 1 << 17
+BPF_F_NO_USER_CONV = 1 << 18
 
 # short aliases in the kernel's spelling, for code that reads like the selftests
 BPF_TCX_INGRESS = AttachType.TCX_INGRESS

@@ -1,5 +1,6 @@
 """The netdev generic netlink family (include/uapi/linux/netdev.h) through pyroute2's
-`GenericNetlinkSocket`: family discovery and queue leasing (NETDEV_CMD_QUEUE_CREATE, 7.x).
+`GenericNetlinkSocket`: family discovery, queue leasing (NETDEV_CMD_QUEUE_CREATE, 7.x) and
+the queue as the kernel reports it, its lease included (NETDEV_CMD_QUEUE_GET, `queue_get`).
 
 A netkit peer (or single device) can take over ("lease") an RX queue of a physical device:
 NETDEV_CMD_QUEUE_CREATE on the netkit device, naming the lessor and its queue
@@ -22,7 +23,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic import GenericNetlinkSocket
 
 FAMILY: Final = "netdev"
-NETDEV_CMD_QUEUE_GET: Final = 15
+#: enum netdev_cmd: queue-get is 10 (15 is bind-tx), queue-create 16 (7.1)
+NETDEV_CMD_QUEUE_GET: Final = 10
 NETDEV_CMD_QUEUE_CREATE: Final = 16
 NETDEV_QUEUE_TYPE_RX, NETDEV_QUEUE_TYPE_TX = 0, 1
 
@@ -159,6 +161,72 @@ def queue_create(ifindex: int, lease_ifindex: int, lease_queue: int, **kwargs: A
         if qid is not None:
             return int(qid)
     raise GenlError(errno.EPROTO, f"{FAMILY} queue-create", "reply carried no queue id")
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueLease:
+    """The other end of a leased queue (NETDEV_A_QUEUE_LEASE of a queue-get reply)."""
+
+    ifindex: int
+    queue_id: int
+    queue_type: int
+    #: NETDEV_A_LEASE_NETNS_ID: set when that device lives in another namespace
+    netns_id: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueInfo:
+    """A queue as NETDEV_CMD_QUEUE_GET reports it."""
+
+    ifindex: int
+    queue_id: int
+    queue_type: int
+    napi_id: int | None
+    #: an AF_XDP socket is bound to it (NETDEV_A_QUEUE_XSK present)
+    xsk: bool
+    lease: QueueLease | None
+
+
+def _queue_info(msg: Any) -> QueueInfo:
+    lease = msg.get_attr("NETDEV_A_QUEUE_LEASE")
+    leased = None
+    if lease is not None:
+        ref = lease.get_attr("NETDEV_A_LEASE_QUEUE")
+        netns = lease.get_attr("NETDEV_A_LEASE_NETNS_ID")
+        leased = QueueLease(
+            int(lease.get_attr("NETDEV_A_LEASE_IFINDEX") or 0),
+            int(ref.get_attr("NETDEV_A_QUEUE_ID") or 0) if ref is not None else -1,
+            int(ref.get_attr("NETDEV_A_QUEUE_TYPE") or 0) if ref is not None else -1,
+            None if netns is None else int(netns))
+    napi = msg.get_attr("NETDEV_A_QUEUE_NAPI_ID")
+    return QueueInfo(int(msg.get_attr("NETDEV_A_QUEUE_IFINDEX") or 0),
+                     int(msg.get_attr("NETDEV_A_QUEUE_ID") or 0),
+                     int(msg.get_attr("NETDEV_A_QUEUE_TYPE") or 0),
+                     None if napi is None else int(napi),
+                     msg.get_attr("NETDEV_A_QUEUE_XSK") is not None, leased)
+
+
+def queue_get(ifindex: int, queue_id: int,
+              queue_type: int = NETDEV_QUEUE_TYPE_RX) -> QueueInfo:
+    """NETDEV_CMD_QUEUE_GET of one queue in the calling thread's netns (with its lease on
+    kernels that report leases). GenlError with the kernel's errno (EINVAL: no such
+    queue) and extack message."""
+    fam = netdev_family()
+    msg = netdev_queue_msg()
+    msg["cmd"] = NETDEV_CMD_QUEUE_GET
+    msg["version"] = fam.version
+    msg["attrs"] = [["NETDEV_A_QUEUE_IFINDEX", ifindex], ["NETDEV_A_QUEUE_TYPE", queue_type],
+                    ["NETDEV_A_QUEUE_ID", queue_id]]
+    with _socket() as sock:
+        try:
+            replies = list(sock.nlm_request(msg, msg_type=sock.prid,
+                                            msg_flags=NLM_F_REQUEST))
+        except NetlinkError as exc:
+            raise GenlError(exc.code, f"{FAMILY} queue-get", _extack(exc)) from exc
+    for reply in replies:
+        if reply.get_attr("NETDEV_A_QUEUE_IFINDEX") is not None:
+            return _queue_info(reply)
+    raise GenlError(errno.EPROTO, f"{FAMILY} queue-get", "reply carried no queue")
 
 
 def _extack(exc: NetlinkError) -> str:

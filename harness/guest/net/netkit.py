@@ -51,7 +51,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg, ifinfveth
 from pyroute2.requests.link import LinkIPRouteFilter
 
-from ..bpf.uapi import NetkitAction
+from ..bpf.uapi import NetkitAction as NetkitAction  # re-exported: the cases use nk.*
 
 KIND: Final = "netkit"
 

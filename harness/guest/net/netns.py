@@ -34,17 +34,23 @@ def unshare_netns() -> None:
     libc_check(libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
 
 
+#: the guest's root network namespace (PID 1's), where its NICs live; each case runs in a
+#: fresh namespace of its own and enters this one only on purpose
+INIT_NETNS = "/proc/1/ns/net"
+
+
 @contextlib.contextmanager
 def run_in_netns(name: str | None) -> Iterator[None]:
-    """Switch the calling thread into network namespace `name` (``/run/netns/NAME``) for
-    the block, and back to where it was. Sockets, netlink and ifindex-based BPF calls made
-    in the block act in that namespace. `None` stays put."""
+    """Switch the calling thread into network namespace `name` (``/run/netns/NAME``, or a
+    path such as INIT_NETNS) for the block, and back to where it was. Sockets, netlink and
+    ifindex-based BPF calls made in the block act in that namespace. `None` stays put."""
     if name is None:
         yield
         return
     orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        target = os.open(os.path.join(NETNS_DIR, name), os.O_RDONLY)
+        target = os.open(name if name.startswith("/") else os.path.join(NETNS_DIR, name),
+                         os.O_RDONLY)
         try:
             setns(target)
         finally:

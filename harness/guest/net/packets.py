@@ -172,3 +172,20 @@ def arp_requests_for(frames: list[bytes], target_ip: str) -> list[bytes]:
 def udp_to(frames: list[bytes], dst_ip: str) -> list[bytes]:
     want = socket.inet_aton(dst_ip)
     return [f for f in frames if f[14 + 9] == socket.IPPROTO_UDP and f[14 + 16 : 14 + 20] == want]
+
+
+def udp_frame(dst_mac: bytes, src_mac: bytes, src_ip: str, dst_ip: str, sport: int,
+              dport: int, payload: bytes, ident: int = 0) -> bytes:
+    """An Ethernet + IPv4 (checksummed, DF) + UDP (checksum 0) frame, as bytes."""
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), ident, 0x4000, 64,
+                     socket.IPPROTO_UDP, 0, socket.inet_aton(src_ip),
+                     socket.inet_aton(dst_ip))
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+    return dst_mac + src_mac + struct.pack("!H", ETH_P_IP) + ip + udp
+
+
+def mac_address(ifname: str) -> bytes:
+    """The device's MAC address (sysfs of the calling process's view)."""
+    with open(f"/sys/class/net/{ifname}/address") as fh:
+        return bytes.fromhex(fh.read().strip().replace(":", ""))

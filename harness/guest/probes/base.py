@@ -1,22 +1,44 @@
-"""What a probe returns, and the pieces every probe uses."""
+"""What a probe returns, and the pieces every probe uses.
+
+A probe does the real thing the feature's cases rely on and tells apart:
+
+- the kernel said no: the operation that *defines* the feature failed (wrapped in
+  `kernel_says(...)`), or the kernel did not do what it accepted (`Unsupported` raised by
+  the probe with the evidence): `unsupported`, with the errno;
+- the probe could not run: any other exception (a missing BPF object, a harness bug, a
+  tool that is not there): `error`, with the traceback. An error is never "unsupported".
+"""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .. import bpf as lb
+
+SUPPORTED, UNSUPPORTED, ERROR = "supported", "unsupported", "error"
 
 
 @dataclass(frozen=True)
 class ProbeResult:
     feature: str
-    supported: bool
+    #: supported / unsupported (the kernel said no) / error (the probe could not run)
+    status: str
+    #: what worked, the kernel's answer, or the traceback
     detail: str
+
+    @property
+    def supported(self) -> bool:
+        return self.status == SUPPORTED
+
+    def as_dict(self) -> dict[str, object]:
+        return {"supported": self.supported, "status": self.status, "detail": self.detail}
 
 
 class Unsupported(Exception):
-    """Raised inside a probe to report the feature missing, with the evidence."""
+    """Raised inside a probe: the kernel refused the feature, with the evidence."""
 
 
 def oserror_detail(exc: OSError, what: str = "") -> str:
@@ -33,8 +55,26 @@ def oserror_detail(exc: OSError, what: str = "") -> str:
     return " | ".join(lines)
 
 
-def bpf_object(name: str, **kwargs: object) -> lb.BpfObject:
-    return lb.BpfObject(lb.object_path(name), **kwargs)  # type: ignore[arg-type]
+@contextlib.contextmanager
+def kernel_says(what: str = "") -> Iterator[None]:
+    """Around the operation that defines the feature: an OSError from it is the kernel's
+    answer (Unsupported with its errno), not a broken probe."""
+    try:
+        yield
+    except OSError as exc:
+        raise Unsupported(oserror_detail(exc, what)) from exc
+
+
+def bpf_object(name: str, *, load_defines_feature: bool = False,
+               **kwargs: object) -> lb.BpfObject:
+    """bpf/NAME's object, loaded. Finding it is the harness's business (a missing object is
+    an error); loading it is the kernel's answer only where the load itself is the feature
+    (an iterator target or a kfunc the kernel may not have)."""
+    path = lb.object_path(name)
+    if not load_defines_feature:
+        return lb.BpfObject(path, **kwargs)  # type: ignore[arg-type]
+    with kernel_says(f"load {name}"):
+        return lb.BpfObject(path, **kwargs)  # type: ignore[arg-type]
 
 
 def tcp_pair() -> tuple[socket.socket, socket.socket, socket.socket]:

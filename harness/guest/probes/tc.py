@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from .. import bpf as lb
-from .base import Unsupported, bpf_object
+from .base import Unsupported, bpf_object, kernel_says
 
 
 def probe_tcx() -> str:
     with bpf_object("probe_tc") as obj:
         prog = obj.program("probe_tc")
-        link = lb.link_create(prog, 1, lb.BPF_TCX_INGRESS)
+        with kernel_says("bpf_link_create(BPF_TCX_INGRESS, lo)"):
+            link = lb.link_create(prog, 1, lb.BPF_TCX_INGRESS)
         with link:
             info = link.info()
             q = lb.prog_query(1, lb.BPF_TCX_INGRESS)

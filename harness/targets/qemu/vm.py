@@ -25,18 +25,25 @@ from typing import IO, Any
 
 from ... import kernel_log
 from ...acquire.kernel import Kernel
+from ...bpf.compile import OBJECTS_ENV
 from ...command import format_argv, which
 from ...errors import BootError, VMLostError
 from ...paths import PROJECT_ROOT, cache_root
 from ...protocol import PORT_NAME, LineBuffer, Message, encode
+from . import guestfs, leash
 from .accel import Accel
 from .boot_clock import BootClock
+from .bytecode import precompile
 
 log = logging.getLogger("kmatrix.vm")
 
 #: the kernel log level on the console: 5 shows WARN (4) and everything worse
 CONSOLE_LOGLEVEL = 5
 _CONSOLE_TAIL_LINES = 60
+#: seconds a graceful shutdown may take (the agent exits, the guest powers off under TCG)
+SHUTDOWN_WAIT = 20.0
+#: seconds the leash gets to kill vng, virtme-run and QEMU after SIGTERM
+LEASH_WAIT = 8.0
 
 
 @dataclass(frozen=True)
@@ -50,16 +57,25 @@ class VMOptions:
     watchdog_grace: float = 60.0
     #: extra vng arguments (e.g. ["--network", "loop"]) for suites that need NICs
     extra_vng_args: tuple[str, ...] = ()
+    #: a word in the names of this run's temporary folders (tests find their VMs by it)
+    tag: str = "run"
+    #: read the checkout, the Python environment and the BPF objects through a caching
+    #: 9p mount (guestfs); False: virtme-ng's uncached root only (for comparisons)
+    cached_fs: bool = True
 
 
 @dataclass
 class BootInfo:
     release: str
     probes: dict[str, dict[str, Any]]
+    #: what the kernel said while the probes ran
+    probe_dmesg: list[str]
     #: seconds from starting vng to the agent's ready message (host clock)
     boot_s: float
     #: guest uptime at ready, import and probe times (guest clock)
     guest: dict[str, float] = field(default_factory=dict)
+    #: the probes against bpftool feature probe ({"ran", "detail", "disagreements"})
+    crosscheck: dict[str, Any] = field(default_factory=dict)
 
 
 class GuestVM:
@@ -67,8 +83,19 @@ class GuestVM:
 
     def __init__(self, kernel: Kernel, accel: Accel, console_log: Path, nodeids: list[str],
                  options: VMOptions | None = None,
-                 guest_env: Mapping[str, str] | None = None) -> None:
+                 guest_env: Mapping[str, str] | None = None,
+                 expect: Mapping[str, dict[str, Any]] | None = None,
+                 known_probes: Mapping[str, dict[str, Any]] | None = None) -> None:
         self.kernel = kernel
+        #: probe results of an earlier boot of this kernel (the agent need not redo them)
+        self.known_probes = dict(known_probes or {})
+        #: this kernel's expectations (feature -> Expectation fields), sent to the agent
+        self.expect = dict(expect or {})
+        #: kernel messages that came after their case's verdict: guest node id -> lines
+        self.late: dict[str, list[str]] = {}
+        self._nodeid_of: dict[int, str] = {}
+        #: host-clock moments of the boot: "spawn", "banner" (kernel's first line), "hello"
+        self.marks: dict[str, float] = {}
         #: extra environment of the agent (e.g. KMATRIX_BPF_OBJECTS)
         self.guest_env = dict(guest_env or {})
         #: the guest node ids this VM may be asked to run: collected once at boot
@@ -93,16 +120,17 @@ class GuestVM:
         try:
             self.start()
         except BaseException:
-            self.close()
+            self.close(graceful=False)
             raise
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.close()
+        self.close(graceful=et is None)
 
     def argv(self, sock_path: str) -> list[str]:
         python = sys.executable
+        extra_dirs: list[Path] = []
         env = {"KMATRIX_GUEST": "1", "KMATRIX_CACHE": str(cache_root()),
                "PYTHONPATH": str(PROJECT_ROOT), "PYTHONDONTWRITEBYTECODE": "1",
                # the guest's pytest loads kmatrix's guest plugin and the cases' conftests,
@@ -113,16 +141,23 @@ class GuestVM:
         qemu_opts = ["-chardev", f"socket,id=kmxctl,path={sock_path}",
                      "-device", "virtio-serial-pci,id=kmxbus",
                      "-device", f"virtserialport,bus=kmxbus.0,chardev=kmxctl,name={PORT_NAME}"]
+        command = shlex.join(guest_cmd)
+        if self.options.cached_fs:
+            qemu_opts += guestfs.qemu_opts()
+            if OBJECTS_ENV in env:
+                extra_dirs.append(Path(env[OBJECTS_ENV]))
+            command = guestfs.bootstrap(guestfs.cached_dirs(extra_dirs), guest_cmd)
         argv = [which("vng"), "-v", *self.accel.vng_args, "-r", str(self.kernel.image),
                 "--cpus", str(self.options.cpus), "--memory", self.options.memory,
                 "--cwd", str(PROJECT_ROOT), "--append", f"loglevel={CONSOLE_LOGLEVEL}",
                 *self.options.extra_vng_args]
         argv += [f"--qemu-opts={opt}" for opt in qemu_opts]
-        argv += ["--exec", shlex.join(guest_cmd)]
-        return argv
+        argv += ["--exec", command]
+        return leash.argv(argv)
 
     def start(self) -> None:
-        self._tmp = tempfile.TemporaryDirectory(prefix="kmatrix-vm-")
+        precompile()  # nothing the guest imports is compiled in the guest (TCG is slow)
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"kmatrix-vm-{self.options.tag}-")
         sock_path = os.path.join(self._tmp.name, "ctl.sock")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(sock_path)
@@ -135,14 +170,15 @@ class GuestVM:
             con.write(f"\n=== kmatrix: boot {self.kernel.label} ({self.accel.name}): "
                       f"{format_argv(argv)}\n".encode())
         log.info("booting %s: %s", self.kernel.label, format_argv(argv))
-        t0 = time.monotonic()
+        t0 = self.marks["spawn"] = time.monotonic()
         # QEMU opens its console as /proc/self/fd/2 with O_TRUNC: hand it a pipe and append
         # to the log ourselves, so restarts and earlier boots are never truncated away
         self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, env=env,
                                       start_new_session=True)
         self._copier = threading.Thread(target=_copy_stream,
-                                        args=(self._proc.stdout, self.console_log),
+                                        args=(self._proc.stdout, self.console_log,
+                                              self.marks),
                                         name=f"console-{self.kernel.label}", daemon=True)
         self._copier.start()
         clock = BootClock(self.options.boot_timeout)
@@ -157,17 +193,21 @@ class GuestVM:
             hello = self._recv_boot(clock)
             if hello.get("op") != "hello":
                 raise BootError(f"{self.kernel.label}: unexpected first message {hello!r}")
-            t_hello = time.monotonic()
-            self._conn.sendall(encode({"op": "collect", "nodeids": self.nodeids}))
+            t_hello = self.marks["hello"] = time.monotonic()
+            self._conn.sendall(encode({"op": "collect", "nodeids": self.nodeids,
+                                       "expect": self.expect,
+                                       "probes": self.known_probes}))
             collected = self._recv_boot(clock)
         finally:
             listener.close()
         if collected.get("op") != "collected":
             raise BootError(f"{self.kernel.label}: unexpected message {collected!r}")
         self.info = BootInfo(
-            release=str(hello["release"]), probes=dict(hello["probes"]),
+            release=str(hello["release"]), probes={**self.known_probes, **hello["probes"]},
+            probe_dmesg=[str(line) for line in hello.get("probe_dmesg", [])],
             boot_s=time.monotonic() - t0,
-            guest={**{k: float(hello[k]) for k in ("uptime", "import_s", "probe_s")},
+            guest={**{k: float(hello.get(k, -1.0)) for k in (
+                       "uptime", "import_s", "probe_s", "agent_at", "init_at")},
                    "collect_s": time.monotonic() - t_hello})
         self.collect_errors = [str(e) for e in collected.get("errors", [])]
         self.alive = True
@@ -190,6 +230,12 @@ class GuestVM:
             if msg.get("op") == "progress":
                 clock.progress(str(msg.get("stage", "")))
                 continue
+            if msg.get("op") == "fatal":
+                raise BootError(f"{self.kernel.label}: the guest agent failed before it was "
+                                f"ready ({clock.where()}):\n{msg.get('error', '')}",
+                                self.console_tail(),
+                                hint="an import error, a broken probe module or a bad case "
+                                     f"path; see the console log {self.console_log}")
             return msg
 
     def _check_boot(self, clock: BootClock, gone: bool = False) -> None:
@@ -201,6 +247,14 @@ class GuestVM:
                 pass
             if self._copier is not None:
                 self._copier.join(timeout=5)
+            root = kernel_log.root_mount_failure(self.console_since(self._console_start))
+            if root:
+                raise BootError(
+                    f"{self.kernel.label}: the kernel could not mount the guest's root "
+                    f"filesystem over 9p ({root})", self.console_tail(),
+                    hint="the kernel needs CONFIG_9P_FS, CONFIG_NET_9P and "
+                         "CONFIG_NET_9P_VIRTIO (Debian's cloud-amd64 flavour has none; use "
+                         "the amd64 flavour or kconfigs/base.config)")
             raise BootError(
                 f"{self.kernel.label}: the VM exited ({self._proc.returncode}) before the "
                 f"guest agent was ready ({clock.where()})", self.console_tail(),
@@ -213,32 +267,39 @@ class GuestVM:
                             " ; a slow host may need a larger --boot-timeout or fewer "
                             "parallel VMs (-n)")
 
-    def close(self) -> None:
-        """Ask the agent to shut down; kill whatever is left; always reap and clean up."""
+    def close(self, *, graceful: bool = True) -> None:
+        """Stop the VM; always reap and clean up. `graceful`: ask the agent to shut the
+        guest down first (up to SHUTDOWN_WAIT seconds); otherwise (an interrupt, an error)
+        end it at once: the leash kills vng, virtme-run and QEMU."""
         proc, self._proc = self._proc, None
-        if self._conn is not None and self.alive and proc is not None:
+        if graceful and self._conn is not None and self.alive and proc is not None:
             try:
                 self._conn.sendall(encode({"op": "shutdown"}))
-                proc.wait(timeout=20)
-            except (OSError, subprocess.TimeoutExpired):
+                self._drain_until_bye(time.monotonic() + SHUTDOWN_WAIT / 2)
+                proc.wait(timeout=SHUTDOWN_WAIT)
+            except (OSError, EOFError, subprocess.TimeoutExpired):
                 pass
         self.alive = False
         if self._conn is not None:
             self._conn.close()
             self._conn = None
         if proc is not None:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            proc.wait()
+            stop_leashed(proc)
         if self._copier is not None:
             self._copier.join(timeout=10)
             self._copier = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+    def _drain_until_bye(self, deadline: float) -> None:
+        """After "shutdown": keep the last late kernel messages, until the agent's "bye"."""
+        while True:
+            msg = self._recv(deadline)
+            if msg.get("op") in ("late", "probes"):
+                self._note(msg)
+            elif msg.get("op") == "bye":
+                return
 
     # -- channel ---------------------------------------------------------------------------
     def _recv(self, deadline: float) -> Message:
@@ -260,20 +321,24 @@ class GuestVM:
             self._pending.extend(self._buf.feed(data))
         return self._pending.pop(0)
 
-    def run_case(self, nodeid: str, timeout: float) -> Message:
-        """Run one guest node id; the agent's verdict, or VMLostError with the evidence."""
+    def run_case(self, nodeid: str, timeout: float, *, evidence: bool = True) -> Message:
+        """Run one guest node id; the agent's verdict, or VMLostError with the evidence.
+        `evidence` False: without the stack's counters and drops (kmatrix bench compares)."""
         if not self.alive or self._conn is None:
             raise VMLostError(f"{self.kernel.label}: VM is not running")
         self._next_id += 1
         req_id = self._next_id
         mark = self.console_size()
+        self._nodeid_of[req_id] = nodeid
         try:
             self._conn.sendall(encode({"op": "run", "id": req_id, "nodeid": nodeid,
-                                       "timeout": timeout}))
+                                       "timeout": timeout, "evidence": evidence}))
             deadline = time.monotonic() + timeout + self.options.watchdog_grace
             while True:
                 msg = self._recv(deadline)
-                if msg.get("op") == "result" and msg.get("id") == req_id:
+                if msg.get("op") in ("late", "probes"):
+                    self._note(msg)
+                elif msg.get("op") == "result" and msg.get("id") == req_id:
                     return msg
         except TimeoutError as exc:  # before OSError: TimeoutError is an OSError
             self._lost(f"the guest stopped answering: no verdict for {nodeid} within "
@@ -282,6 +347,26 @@ class GuestVM:
         except (EOFError, OSError) as exc:
             self._lost(f"the guest died while running {nodeid}", mark, exc)
         raise AssertionError("unreachable")
+
+    def _note(self, msg: Message) -> None:
+        """What the agent says between verdicts: late kernel messages of a case, probes."""
+        if msg.get("op") == "late":
+            nodeid = self._nodeid_of.get(int(msg.get("id", -1)))
+            if nodeid is not None:
+                self.late.setdefault(nodeid, []).extend(str(m) for m in msg.get("dmesg", []))
+        elif msg.get("op") == "probes" and self.info is not None:
+            self.info.probes.update(msg.get("results", {}))
+            self.info.probe_dmesg.extend(str(m) for m in msg.get("dmesg", []))
+            self.info.guest["probe_s"] = self.info.guest.get("probe_s", 0.0) + float(
+                msg.get("seconds", 0.0))
+            if msg.get("crosscheck"):
+                self.info.crosscheck = dict(msg["crosscheck"])
+
+    def take_late(self) -> dict[str, list[str]]:
+        """Kernel messages that arrived after their case's verdict: guest node id -> lines
+        (each handed out once)."""
+        late, self.late = self.late, {}
+        return late
 
     def _lost(self, what: str, mark: int, exc: BaseException) -> None:
         self.alive = False
@@ -296,7 +381,7 @@ class GuestVM:
         text = self.console_since(mark)
         panic = kernel_log.panic_report(text)
         tail = self.console_tail()
-        self.close()
+        self.close(graceful=False)
         raise VMLostError(f"{self.kernel.label}: {what}", tail, panic) from exc
 
     # -- console -------------------------------------------------------------------------
@@ -316,10 +401,30 @@ class GuestVM:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _copy_stream(stream: IO[bytes] | None, path: Path) -> None:
-    """Append everything QEMU/vng print (kernel console, guest stderr) to the console log."""
+def stop_leashed(proc: subprocess.Popen[bytes]) -> None:
+    """End a process started on a leash: SIGTERM makes the leash kill vng, virtme-run and
+    QEMU; if it does not exit in time, SIGKILL it and every descendant it left."""
+    if proc.poll() is None:
+        left = leash.descendants(proc.pid)
+        proc.terminate()
+        try:
+            proc.wait(timeout=LEASH_WAIT)
+        except subprocess.TimeoutExpired:
+            for pid in [proc.pid, *left, *leash.descendants(proc.pid)]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    proc.wait()
+
+
+def _copy_stream(stream: IO[bytes] | None, path: Path, marks: dict[str, float]) -> None:
+    """Append everything QEMU/vng print (kernel console, guest stderr) to the console log;
+    note when the kernel's banner went by (marks["banner"], host clock)."""
     if stream is None:
         return
     with open(path, "ab", buffering=0) as out:
         for chunk in iter(lambda: stream.read1(65536), b""):  # type: ignore[attr-defined]
+            if "banner" not in marks and b"Linux version" in chunk:
+                marks["banner"] = time.monotonic()
             out.write(chunk)

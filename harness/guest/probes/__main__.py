@@ -1,0 +1,5 @@
+"""`python -m harness.guest.probes`: the probe table of the running kernel."""
+
+from . import main
+
+main()

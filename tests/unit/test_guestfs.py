@@ -1,0 +1,41 @@
+"""The guest's cached mount: which folders, and the shell line that mounts them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from harness.paths import PROJECT_ROOT
+from harness.targets.qemu import guestfs
+
+
+def test_outermost_keeps_only_top_folders(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "c").mkdir()
+    got = guestfs.outermost([tmp_path / "a" / "b", tmp_path / "a", tmp_path / "c",
+                             tmp_path / "missing"])
+    assert got == [tmp_path / "a", tmp_path / "c"]
+
+
+def test_cached_dirs_cover_the_checkout_and_this_python() -> None:
+    dirs = guestfs.cached_dirs()
+    for needed in (PROJECT_ROOT, Path(sys.prefix)):
+        assert any(needed.resolve().is_relative_to(d) for d in dirs), needed
+    assert Path("/usr") not in dirs  # virtme-ng's writable overlay stays
+
+
+def test_bootstrap_mounts_then_execs_the_command_even_when_mounting_fails() -> None:
+    line = guestfs.bootstrap([Path("/work/x y")], ["env", "A=1", "python", "-m", "agent"])
+    assert f"mount -t 9p -o {guestfs.MOUNT_OPTIONS} {guestfs.MOUNT_TAG}" in line
+    assert "mount --bind '/run/kmatrix-cache/work/x y' '/work/x y'" in line
+    assert "cache=loose" in guestfs.MOUNT_OPTIONS and "ro," in guestfs.MOUNT_OPTIONS
+    assert f"export TMPDIR={guestfs.GUEST_TMP}" in line
+    # the command runs whatever the mounts did: after `||`-guarded groups, never `&&`
+    assert line.endswith("exec env A=1 python -m agent")
+    assert "} || echo" in line
+
+
+def test_qemu_export_is_read_only() -> None:
+    opts = guestfs.qemu_opts()
+    assert any("readonly=on" in o and "path=/" in o for o in opts)
+    assert any(f"mount_tag={guestfs.MOUNT_TAG}" in o for o in opts)
