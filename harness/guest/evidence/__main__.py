@@ -1,0 +1,78 @@
+"""`python -m harness.guest.evidence [CASES]`: what the evidence costs per case, measured the
+way the agent uses it (as root, with KMATRIX_BPF_OBJECTS set; in a guest or under
+`unshare -n`).
+
+Each round forks a no-op "case" that enters a fresh namespace (lo up), as the agent's case
+process does; with evidence, the agent side runs before()/after() around it and the child
+records its namespace (snapshot_case). Printed: the attach cost (once per boot) and, per
+case, the median and maximum of the agent's before()+after() and of the child's snapshot,
+and of the whole round with and without evidence.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+
+from ..net.netns import set_up, unshare_netns
+from .case import CaseEvidence
+
+
+def _round(ev: CaseEvidence | None) -> tuple[float, float, float]:
+    """(whole round, agent side, child side) in ms."""
+    t0 = time.perf_counter()
+    agent = 0.0
+    if ev is not None:
+        ev.before()
+        agent = (time.perf_counter() - t0) * 1e3
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            unshare_netns()
+            set_up("lo")
+            t = time.perf_counter()
+            if ev is not None:
+                ev.snapshot_case()
+            os.write(write_fd, str((time.perf_counter() - t) * 1e3).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    child = float(os.read(read_fd, 64) or b"0")
+    os.close(read_fd)
+    os.waitpid(pid, 0)
+    if ev is not None:
+        t1 = time.perf_counter()
+        ev.after()
+        agent += (time.perf_counter() - t1) * 1e3
+    return (time.perf_counter() - t0) * 1e3, agent, child
+
+
+def main(argv: list[str]) -> int:
+    cases = int(argv[0]) if argv else 50
+    t0 = time.perf_counter()
+    ev = CaseEvidence()
+    attach = (time.perf_counter() - t0) * 1e3
+    try:
+        with_ev = [_round(ev) for _ in range(cases)]
+    finally:
+        ev.close()
+    without = [_round(None)[0] for _ in range(cases)]
+
+    def stat(values: list[float]) -> str:
+        return f"median {statistics.median(values):.3f} ms, max {max(values):.3f} ms"
+
+    print(f"drops: {ev.drops_mode}; attach + reason names: {attach:.1f} ms (once per boot)")
+    print(f"agent before()+after(): {stat([a for _, a, _ in with_ev])}")
+    print(f"case snapshot_case():   {stat([c for _, _, c in with_ev])}")
+    print(f"round with evidence:    {stat([w for w, _, _ in with_ev])}")
+    print(f"round without:          {stat(without)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
