@@ -24,18 +24,9 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#define MAX_QUEUES 64
-#define NR_ACTIONS (XDP_REDIRECT + 1)
-#define ETH_P_IP 0x0800
+#include "xsk_common.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-struct {
-	__uint(type, BPF_MAP_TYPE_XSKMAP);
-	__uint(max_entries, MAX_QUEUES);
-	__type(key, __u32);
-	__type(value, __u32);
-} xsks SEC(".maps");
 
 /* cfg[0]: first UDP destination port (host order); cfg[1]: how many ports */
 struct {
@@ -44,20 +35,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } cfg SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MAX_QUEUES);
-	__type(key, __u32);
-	__type(value, __u64);
-} seen SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, NR_ACTIONS);
-	__type(key, __u32);
-	__type(value, __u64);
-} verdicts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -93,30 +70,6 @@ static __always_inline int test_port_index(struct xdp_md *ctx)
 	if (dport < base || dport >= base + ports)
 		return -1;
 	return dport - base;
-}
-
-static __always_inline int verdict(int action)
-{
-	__u32 key = action;
-	__u64 *count = bpf_map_lookup_elem(&verdicts, &key);
-
-	if (count)
-		__sync_fetch_and_add(count, 1);
-	return action;
-}
-
-/* Count a test frame on its queue; its 0-based number on that queue. */
-static __always_inline __u64 count_seen(struct xdp_md *ctx)
-{
-	__u32 queue = ctx->rx_queue_index;
-	__u64 *count = bpf_map_lookup_elem(&seen, &queue);
-	__u64 nr;
-
-	if (!count)
-		return 0;
-	nr = *count;
-	__sync_fetch_and_add(count, 1);
-	return nr;
 }
 
 SEC("xdp.frags")

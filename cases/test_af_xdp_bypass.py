@@ -34,6 +34,7 @@ import struct
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -222,11 +223,16 @@ def exercise(path: BypassPath, record_property: Callable[[str, object], None]) -
         peer = peer_counts(spec.peer_ns, spec.peer, peer_before, (len(to_vm), len(from_vm)))
     backend, relay = path.backend, path.relay
     # 1. the steered flow, byte for byte, both ways
-    assert backend.to_vm.seen == to_vm, _diff("peer -> XSK", to_vm, backend.to_vm.seen)
-    assert relay.to_vm.seen == to_vm, _diff("XSK -> TAP", to_vm, relay.to_vm.seen)
+    # (the forwarding threads keep order; the peer's capture and its transmit path may see
+    # two frames sent from two CPUs at once in either order)
+    assert same_frames(to_vm, backend.to_vm.seen), _diff("peer -> XSK", to_vm,
+                                                         backend.to_vm.seen)
+    assert relay.to_vm.seen == backend.to_vm.seen, _diff("XSK -> TAP", backend.to_vm.seen,
+                                                         relay.to_vm.seen)
     assert relay.tap_drops == 0
     assert backend.from_vm.seen == relay.from_vm.seen
-    assert from_vm == relay.from_vm.seen, _diff("TAP -> peer", relay.from_vm.seen, from_vm)
+    assert same_frames(relay.from_vm.seen, from_vm), _diff("TAP -> peer",
+                                                           relay.from_vm.seen, from_vm)
     assert backend.tx_completed == len(from_vm) and backend.runts == 0
     tx_ring = path.xsk.tx
     assert tx_ring is not None and (tx_ring.producer, tx_ring.consumer) == (
@@ -293,6 +299,14 @@ def other_flows(path: BypassPath, record_property: Callable[[str, object], None]
     assert delta.passed_bytes == sum(map(len, passed)), delta
     assert delta.steered == path.backend.to_vm.frames - to_vm_before, delta
     record_property("observed", f"other flows: {len(passed)} frames passed to the NIC's stack")
+
+
+def same_frames(want: list[bytes], got: list[bytes]) -> bool:
+    """The same frames, byte for byte, none missing or repeated. Not their order: frames of
+    one flow sent from two CPUs at once (an ACK from softirq beside a send) can pass the
+    peer's capture point and its veth/NIC in different orders (seen on 6.18, ~1 run in 5).
+    The forwarding threads' own order is checked separately."""
+    return Counter(want) == Counter(got)
 
 
 def _diff(what: str, want: list[bytes], got: list[bytes]) -> str:

@@ -8,8 +8,10 @@ import shlex
 import shutil
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from .errors import CommandError, MissingToolError
 
@@ -73,8 +75,11 @@ def run(
     timeout: float | None = None,
     check: bool = True,
     capture: bool = True,
+    on_line: Callable[[str], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run argv (never a shell string); raise CommandError on failure when `check`.
+    `on_line` is called with each line of output as it comes (progress), the output is
+    still returned whole.
 
     The command runs in a process group of its own: when kmatrix is interrupted (Ctrl-C,
     SIGTERM turned into KeyboardInterrupt) or times the command out, the whole group is
@@ -94,13 +99,33 @@ def run(
         ) from exc
     with proc:
         try:
-            stdout, _ = proc.communicate(timeout=timeout)
+            if on_line is not None and proc.stdout is not None:
+                stdout = _stream(proc, proc.stdout, on_line, timeout)
+            else:
+                stdout, _ = proc.communicate(timeout=timeout)
         except BaseException:
             kill_group(proc)
             raise
     if check and proc.returncode != 0:
         raise CommandError(argv, proc.returncode, stdout or "")
     return subprocess.CompletedProcess(argv, proc.returncode, stdout, None)
+
+
+def _stream(proc: subprocess.Popen[str], out: IO[str], on_line: Callable[[str], None],
+            timeout: float | None) -> str:
+    """Read `out` line by line into `on_line` (a thread), wait for `proc`; the output."""
+    lines: list[str] = []
+
+    def reader() -> None:
+        for line in out:
+            lines.append(line)
+            on_line(line.rstrip("\n"))
+
+    thread = threading.Thread(target=reader, name="command-output", daemon=True)
+    thread.start()
+    proc.wait(timeout=timeout)
+    thread.join(timeout=5)
+    return "".join(lines)
 
 
 def kill_group(proc: subprocess.Popen[str]) -> None:

@@ -15,6 +15,8 @@ import json
 from typing import Any
 
 PORT_NAME = "org.kmatrix.ctl"
+#: the virtio-serial port of an interactive shell (kmatrix shell, --keep-failed)
+SHELL_PORT_NAME = "org.kmatrix.shell"
 
 Message = dict[str, Any]
 

@@ -8,7 +8,7 @@ applied), so "the candidate of a package" is apt's own choice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +83,20 @@ def search_names(regex: str) -> list[str]:
     return [line.split(" ", 1)[0] for line in out.splitlines() if line.strip()]
 
 
-def download(specs: Sequence[str], dest: Path, timeout: float = 1800) -> list[Path]:
-    """`apt-get download SPEC...` into `dest`; the .deb files it left there."""
-    run([which("apt-get"), "download", *specs], cwd=dest, timeout=timeout)
+def download(specs: Sequence[str], dest: Path, timeout: float = 1800,
+             on_percent: Callable[[float], None] | None = None) -> list[Path]:
+    """`apt-get download SPEC...` into `dest`; the .deb files it left there. `on_percent`
+    gets apt's own progress (its status lines, APT::Status-Fd) as it comes."""
+
+    def status(line: str) -> None:
+        # dlstatus:<item>:<percent>:<description> (apt's documented status format)
+        parts = line.split(":", 3)
+        if on_percent is not None and len(parts) == 4 and parts[0] == "dlstatus":
+            try:
+                on_percent(float(parts[2]))
+            except ValueError:
+                pass
+
+    run([which("apt-get"), "-o", "APT::Status-Fd=1", "download", *specs], cwd=dest,
+        timeout=timeout, on_line=status)
     return sorted(dest.glob("*.deb"))

@@ -19,11 +19,13 @@ import lzma
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from ..command import run, which
 from ..errors import CommandError, KernelSpecError
 from ..paths import cache_root, locked
+from ..progress import report_acquire
 from . import apt
 from .apt import Package
 from .kernel import Kernel
@@ -171,7 +173,19 @@ def _download_and_extract(pkg: Package, dest: Path) -> None:
             d for d in pkg.depends if d.startswith(("linux-binary-", "linux-modules-"))
         ]
         log.info("downloading %s", " ".join(wanted))
-        debs = apt.download(wanted, tmpdir, timeout=900)
+        t0 = time.monotonic()
+        label = f"debian {pkg.name}"
+
+        def downloading(percent: float) -> None:
+            report_acquire(label, f"downloading {pkg.version}: {percent:.0f}% "
+                                  f"({time.monotonic() - t0:.0f}s)")
+
+        downloading(0.0)
+        debs = apt.download(wanted, tmpdir, timeout=900, on_percent=downloading)
+        size = sum(d.stat().st_size for d in debs)
+        took = max(time.monotonic() - t0, 1e-3)
+        log.info("downloaded %.1f MB in %.0fs (%.1f MB/s)", size / 1e6, took, size / 1e6 / took)
+        report_acquire(label, f"extracting {size / 1e6:.0f} MB")
         root = tmpdir / "root"
         for deb in debs:
             run(["dpkg-deb", "-x", str(deb), str(root)])
@@ -182,3 +196,4 @@ def _download_and_extract(pkg: Package, dest: Path) -> None:
                 "package": pkg.name, "version": pkg.version}
         (root / _META).write_text(json.dumps(meta, indent=1))
         root.rename(dest)
+        report_acquire(label, "")

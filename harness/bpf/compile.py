@@ -26,7 +26,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,8 +190,11 @@ def _digest(path: Path) -> bytes:
 
 
 def _input_files(source: Path, bpf_dir: Path) -> list[Path]:
-    """Files besides vmlinux.h that can change the object: the source and all headers."""
+    """Files besides vmlinux.h that can change the object: the source and all headers
+    (kmatrix's own too, for a project's objects: they may include bpf/run_trace.h)."""
     files = [source, *sorted(bpf_dir.glob("*.h"))]
+    if bpf_dir.resolve() != BPF_DIR.resolve():
+        files += sorted(BPF_DIR.glob("*.h"))
     if LIBBPF_HEADERS.is_dir():
         files += sorted(LIBBPF_HEADERS.glob("*.h"))
     return files
@@ -223,8 +226,8 @@ def _compile(clang: str, source: Path, vmlinux: VmlinuxHeader, out: Path,
     """Compile atomically: the object appears under its final name complete or not at all."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    argv = [clang, *CFLAGS, f"-I{vmlinux.include_dir}", f"-I{bpf_dir}", "-c", str(source),
-            "-o", str(tmp)]
+    argv = [clang, *CFLAGS, f"-I{vmlinux.include_dir}", f"-I{bpf_dir}", f"-I{BPF_DIR}", "-c",
+            str(source), "-o", str(tmp)]
     try:
         run(argv, timeout=600)  # CommandError carries the compiler's output
         os.replace(tmp, out)
@@ -277,11 +280,22 @@ def build_all(names: Iterable[str] | None = None, *, bpf_dir: Path = BPF_DIR) ->
 OBJECTS_ENV = "KMATRIX_BPF_OBJECTS"
 
 
-def object_set(bpf_dir: Path = BPF_DIR) -> Path:
-    """Build every object of `bpf_dir` and gather them, by name, in one folder the guest
-    reads: ``$KMATRIX_CACHE/bpf/sets/<digest>/NAME.bpf.o`` (hard links into the cache).
-    The digest covers the objects' own keys, so the same checkout gives the same folder."""
+def object_set(bpf_dir: Path = BPF_DIR, extra: Sequence[Path] = ()) -> Path:
+    """Build every object of `bpf_dir` (and of the folders `extra`: a project's own bpf/)
+    and gather them, by name, in one folder the guest reads:
+    ``$KMATRIX_CACHE/bpf/sets/<digest>/NAME.bpf.o`` (hard links into the cache). The digest
+    covers the objects' own keys, so the same checkout gives the same folder. A project's
+    object may not take the name of one of kmatrix's (UserError naming both)."""
     built = build_all(bpf_dir=bpf_dir)
+    for folder in extra:
+        if folder.resolve() == bpf_dir.resolve():
+            continue
+        theirs = build_all(bpf_dir=folder)
+        clash = sorted(set(theirs) & set(built))
+        if clash:
+            raise UserError(f"BPF object name(s) {', '.join(clash)} in {folder} are "
+                            f"kmatrix's too ({bpf_dir})", hint="rename the project's source")
+        built.update(theirs)
     digest = hashlib.sha256("".join(f"{n}={p.parent.name}\n" for n, p in sorted(
         built.items())).encode()).hexdigest()[:24]
     dest = cache_root() / "bpf" / "sets" / digest

@@ -1,5 +1,5 @@
 """The `kmatrix` command: one module per subcommand (run, kernels, doctor, bench, merge,
-diff, export, ci)."""
+diff, export, ci, bisect)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ExitCode, KmatrixError
-from . import bench, ci, diff, doctor, export, kernels, merge, run
+from . import bench, bisect, ci, diff, doctor, export, kernels, merge, run, shell
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_parser(sub)
     export.add_parser(sub)
     ci.add_parser(sub)
+    bisect.add_parser(sub)
+    shell.add_parser(sub)
     kp = kernels.add_kernels_parser(sub)
     kp.set_defaults(handler=lambda a, r: int(a.func(a)))
     return parser

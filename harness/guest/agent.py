@@ -35,7 +35,7 @@ from ..protocol import Message
 from . import isolation
 from .bpf import core_btf
 from .case_process import REPORTS, run_item
-from .channel import Channel, find_port
+from .channel import Channel, open_channel
 from .kmsg import Kmsg, init_started
 from .probes.crosscheck import BpftoolCrossCheck
 
@@ -65,6 +65,8 @@ class AgentLoop:
         #: the request id of the case that ran last (late kernel messages are its)
         self.last_id: int | None = None
         self.state: isolation.Snapshot | None = None
+        #: (node id, pid) of a failed case's process held before its teardown
+        self.held: tuple[str, int] | None = None
         #: the stack's counters and drop reasons around each case (before the isolation
         #: baseline: its program, map and link are the agent's, not a case's leak)
         self.evidence = _case_evidence()
@@ -120,10 +122,30 @@ class AgentLoop:
                 self.channel.send({"op": "result", "id": msg["id"], **self.run(msg)})
             elif op == "ping":
                 self.channel.send({"op": "pong", "id": msg.get("id")})
+            elif op == "shell":  # kmatrix shell, --keep-failed: no more cases
+                self.channel.send({"op": "shell", "ok": True})
+                self.shell(msg)
+                return True
         self.send_late()
         self.probes.finish()  # the rest of the probe table, for the report
         self.channel.send({"op": "bye"})
         return True
+
+    def shell(self, msg: Message) -> None:
+        """Serve an interactive shell until it exits (harness/guest/shell.py); the VM then
+        powers off. A case held after its failure (--keep-failed) is named in the banner
+        with how to enter its namespaces."""
+        from .shell import serve
+
+        banner = str(msg.get("banner", ""))
+        if self.held is not None:
+            nodeid, pid = self.held
+            banner += (f"\nheld after its failure: {nodeid} (pid {pid}, before its fixtures' "
+                       f"teardown)\n  enter its network namespace: nsenter -t {pid} -n")
+        serve(str(msg.get("label", "")), {k: v for k, v in os.environ.items()
+                                          if k.startswith(("KMATRIX_", "PYTHON", "PATH"))},
+              os.getcwd(), rows=int(msg.get("rows", 40)), cols=int(msg.get("cols", 120)),
+              banner=banner)
 
     def send_late(self) -> None:
         """Kernel messages since the last case's verdict belong to that case (they are often
@@ -149,13 +171,18 @@ class AgentLoop:
         probed = self.probes.ensure(required_features(item))
         before = isolation.take() if probed or self.state is None else self.state
         evidence = self.evidence if msg.get("evidence", True) else None
+        hold = bool(msg.get("hold_on_failure", False))
         if self.evidence is not None:
             self.evidence.collecting = evidence is not None
         if evidence is not None:
             evidence.before()
         t0 = time.monotonic()
-        result = run_item(item, float(msg.get("timeout", 120)))
+        result = run_item(item, float(msg.get("timeout", 120)), hold_on_failure=hold)
         t1 = time.monotonic()
+        if "held" in result:  # --keep-failed: the case process waits before its teardown
+            self.held = (nodeid, int(result["held"]))
+            result["timing"] = {"case_s": t1 - t0}
+            return result
         if evidence is not None:
             result["evidence"] = evidence.after()
         learn_imports(result.pop("imported", []))
@@ -295,7 +322,7 @@ def serve(channel: Channel, t0: float) -> int:
 
 def main() -> int:
     t0 = time.monotonic()
-    channel = Channel(find_port())
+    channel = open_channel()  # the virtio-serial port, or stdio over SSH
     try:
         return serve(channel, t0)
     except BaseException as exc:

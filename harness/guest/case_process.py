@@ -20,6 +20,8 @@ import sys
 import time
 from typing import Any
 
+import pytest
+
 from .isolation import enter_fresh_netns
 
 TRACEBACK_SIGNAL = signal.SIGUSR1
@@ -27,13 +29,28 @@ TRACEBACK_SIGNAL = signal.SIGUSR1
 
 class ReportCollector:
     """pytest plugin, registered once in the agent's session (registering a plugin costs
-    milliseconds): in a case process it keeps the reports of the one item it runs."""
+    milliseconds): in a case process it keeps the reports of the one item it runs, and
+    with `hold` (--keep-failed) holds a failed case before its teardown: the verdict so
+    far goes to the agent, the process waits with its fixtures (namespaces, BPF objects)
+    in place until it is killed."""
 
     def __init__(self) -> None:
         self.reports: list[Any] = []
+        self.hold_fd: int | None = None
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         self.reports.append(report)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_teardown(self, item: Any, nextitem: Any) -> None:
+        if self.hold_fd is None or not any(r.failed for r in self.reports):
+            return
+        payload = {"reports": [serialize_report(r) for r in self.reports],
+                   "held": os.getpid()}
+        _write_all(self.hold_fd, json.dumps(payload).encode())
+        os.close(self.hold_fd)
+        while True:  # until the VM goes down (or someone kills us)
+            signal.pause()
 
 
 #: the agent registers it with its pytest session (see agent.serve)
@@ -59,7 +76,13 @@ def serialize_report(report: Any) -> dict[str, Any]:
     return out
 
 
-def _child(item: Any, write_fd: int, trace_fd: int, out_fd: int) -> None:
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        n = os.write(fd, data)
+        data = data[n:]
+
+
+def _child(item: Any, write_fd: int, trace_fd: int, out_fd: int, hold: bool) -> None:
     """Runs in the forked child: one collected item, its reports as JSON to write_fd."""
     os.setpgid(0, 0)  # so a timeout kills the tools the case started too
     faulthandler.register(TRACEBACK_SIGNAL, file=trace_fd, all_threads=True)
@@ -75,6 +98,7 @@ def _child(item: Any, write_fd: int, trace_fd: int, out_fd: int) -> None:
         enter_fresh_netns()  # each case starts clean: its own network namespace, lo up
         t_netns = time.monotonic() - t0
         REPORTS.reports = []
+        REPORTS.hold_fd = write_fd if hold else None
         item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
         payload = {"reports": [serialize_report(r) for r in REPORTS.reports],
                    "netns_s": t_netns}
@@ -86,10 +110,7 @@ def _child(item: Any, write_fd: int, trace_fd: int, out_fd: int) -> None:
     # what the case imported (lazily, in its fixtures or body): the agent imports it too,
     # so the next case's process inherits it instead of importing it again
     payload["imported"] = sorted(set(sys.modules) - imported_before)
-    data = json.dumps(payload).encode()
-    while data:
-        n = os.write(write_fd, data)
-        data = data[n:]
+    _write_all(write_fd, json.dumps(payload).encode())
     os._exit(0)
 
 
@@ -105,8 +126,10 @@ def profile_text(profiler: cProfile.Profile, top: int = 25) -> str:
     return out.getvalue()
 
 
-def run_item(item: Any, timeout: float) -> dict[str, Any]:
-    """Fork, run `item` in the child, enforce `timeout`; the verdict as plain data."""
+def run_item(item: Any, timeout: float, *, hold_on_failure: bool = False) -> dict[str, Any]:
+    """Fork, run `item` in the child, enforce `timeout`; the verdict as plain data.
+    `hold_on_failure`: a failed case's process is left waiting before its teardown (the
+    verdict then says "held": its pid)."""
     read_fd, write_fd = os.pipe()
     # the case's output and its stacks on a timeout: memory files (no filesystem lookups)
     trace_fd = os.memfd_create("kmatrix-trace")
@@ -118,7 +141,7 @@ def run_item(item: Any, timeout: float) -> dict[str, Any]:
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
-        _child(item, write_fd, trace_fd, out_fd)
+        _child(item, write_fd, trace_fd, out_fd, hold_on_failure)
     os.close(write_fd)
     chunks: list[bytes] = []
     timed_out = False
@@ -134,6 +157,10 @@ def run_item(item: Any, timeout: float) -> dict[str, Any]:
             if not data:
                 break
             chunks.append(data)
+            if hold_on_failure and _held(chunks):
+                os.close(read_fd)
+                return {**json.loads(b"".join(chunks)), "duration": time.monotonic() - start,
+                        "timed_out": False, "traceback": "", "output": _read_all(out_fd)}
     traceback = ""
     if timed_out:
         try:
@@ -159,6 +186,14 @@ def run_item(item: Any, timeout: float) -> dict[str, Any]:
         result["collect_errors"] = [f"agent: the case process {exit_text(status)} without "
                                     "sending a verdict"]
     return result
+
+
+def _held(chunks: list[bytes]) -> bool:
+    """Whether the child's output so far is a whole verdict of a held case."""
+    try:
+        return "held" in json.loads(b"".join(chunks))
+    except ValueError:
+        return False
 
 
 def _read_all(fd: int) -> str:

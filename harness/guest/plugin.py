@@ -20,6 +20,10 @@ import pytest
 
 from .expect import Gate, expectation, gate
 
+#: the guest's fixtures (namespaces, veth pairs, BPF objects, the stack's counters): a
+#: project's cases get them through this plugin, with or without kmatrix's conftest.py
+pytest_plugins = ["harness.guest.fixtures", "harness.guest.evidence.fixture"]
+
 REQUIRES_HELP = (
     "requires(*features): run only where each feature probe succeeds in the booted kernel; "
     "a refusal skips (errno and reason) or fails (where the kernel is expected to have it)"

@@ -17,6 +17,7 @@ a guest (KMATRIX_GUEST=1).
 - `verdict`     the guest's reports -> the host item's phases
 - `recorder`    reports -> results -> junit.xml, matrix.md, ...
 - `scheduling`  pytest-xdist: whole kernels per worker
+- `live`        progress: a live table on a terminal (--live), plain lines otherwise
 - `shards`      --shard I/N: which items a shard runs (`selection` applies it)
 """
 
@@ -26,6 +27,7 @@ import json
 import signal
 import threading
 from collections.abc import Generator
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -36,6 +38,7 @@ from ..guest.environment import in_guest
 from ..guest.plugin import CASE_TIMEOUT_HELP, NICS_HELP, REQUIRES_HELP
 from ..targets.qemu.bytecode import allow_host_bytecode
 from .items import KERNEL_FIXTURE, GuestFailure, GuestItem, guest_items
+from .live import LiveProgress
 from .options import add_options
 from .recorder import ResultRecorder
 from .selection import ShardSelection
@@ -52,7 +55,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", NICS_HELP)
     if in_guest():
         return
-    state = SessionState.from_config(config)
+    progress = None
+    if config.getoption("kernel") and not hasattr(config, "workerinput"):
+        progress = LiveProgress(config, live=bool(config.getoption("live")))
+        config.pluginmanager.register(progress, "kmatrix-progress")
+    try:
+        state = SessionState.from_config(config)
+    except BaseException:
+        if progress is not None:
+            progress.close()
+        raise
+    if progress is not None:
+        progress.start(state)
     config.stash[state_key] = state
     config.pluginmanager.register(ShardSelection(state), "kmatrix-shards")
     if state.kernels:
@@ -60,7 +74,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if (config.getoption("cases_by_default")
             and config.args_source != pytest.Config.ArgsSource.ARGS):
         # no test path was given (pytest's own parser says so): the case folders
-        config.args = [str(d) for d in state.case_dirs]
+        defaults = [Path(p) for p in config.getini("kmatrix_default_cases")]
+        config.args = [str(d) for d in (defaults or state.case_dirs)]
     interrupt_on_sigterm()
     if state.kernels and not hasattr(config, "workerinput"):
         config.pluginmanager.register(ResultRecorder(state), "kmatrix-results")

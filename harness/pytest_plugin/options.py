@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,22 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--kernel", action="append", default=[], metavar="SPEC",
                     help="kernel to boot (repeatable): debian:X.Y, debian-source:X.Y, host, "
                          "a kernel image, a kernel tree or tarball")
+    # SSH targets (harness.targets.ssh): machines that are columns of the matrix too
+    group.addoption("--target", action="append", default=[], metavar="ssh://[USER@]HOST[:PORT]",
+                    help="a machine reached over SSH (repeatable): one more column, labelled "
+                         "by host and running kernel; cases run there as root (login as "
+                         "root or passwordless sudo); HOST may be a ~/.ssh/config alias")
+    group.addoption("--accept-host-key", action="append", default=[], metavar="SHA256:...",
+                    help="accept this unknown host key fingerprint for this run (not saved; "
+                         "a changed key is refused whatever this says)")
+    group.addoption("--target-python", default=None, metavar="PATH",
+                    help="the targets' Python, in an environment with pytest and pyroute2 "
+                         "(default: python3 there, with those synced from here)")
+    group.addoption("--target-cache", default=None, metavar="DIR",
+                    help="the per-user cache folder on the targets where the checkout and "
+                         "the environment are synced (default ~/.cache/kmatrix/target)")
+    group.addoption("--ssh-config", default="~/.ssh/config", metavar="FILE",
+                    help="ssh client configuration for the targets (default ~/.ssh/config)")
     group.addoption("--accel", choices=("auto", "kvm", "tcg"), default="auto",
                     help="QEMU accelerator; auto uses KVM only where it boots a kernel")
     group.addoption("--vm-cpus", type=int, default=None,
@@ -58,6 +75,25 @@ def add_options(parser: pytest.Parser) -> None:
                     help="balance --shard by the case durations an earlier run recorded in "
                          "DIR/results.json (cases it lacks count as its median); give every "
                          "shard of a run the same DIR")
+    group.addoption("--rerun-failed", type=int, default=0, metavar="N",
+                    help="run a case that failed, errored in the guest or crashed again, up "
+                         "to N times, each on a fresh boot of the same kernel; one that then "
+                         "passes is reported flaky (never a plain pass; the run does not "
+                         "fail for it)")
+    group.addoption("--keep-failed", action="store_true", default=False,
+                    help="leave the VM of the first failing case running after the run, the "
+                         "case held before its teardown (its namespaces and objects as they "
+                         "were), and print how to attach a shell to it (kmatrix attach)")
+    group.addoption("--live", action="store_true", default=False,
+                    help="show the run's progress as a live table (kernel stages, cases "
+                         "done per kernel, ETA) instead of pytest's; `kmatrix run` asks for "
+                         "it on a terminal")
+    group.addoption("--progress-every", type=float, default=60.0, metavar="SECONDS",
+                    help="without --live: a progress line per kernel at most this often "
+                         "(default 60)")
+    parser.addini("kmatrix_default_cases", type="paths", default=[],
+                  help="what `kmatrix run` runs when given no test path (default: "
+                       "kmatrix_case_dirs); kmatrix's own: cases/, not the VM tests' cases")
     parser.addini("kmatrix_case_dirs", type="paths", default=[],
                   help="folders whose tests run inside the guest (default: cases)")
 
@@ -68,3 +104,32 @@ def shard_option(text: str) -> tuple[int, int]:
         return parse_shard(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+class _Recorder:
+    """Stands in for pytest's parser and option group: records what `add_options` adds."""
+
+    def __init__(self) -> None:
+        self.options: list[tuple[str, str]] = []
+
+    def getgroup(self, name: str, description: str = "") -> _Recorder:
+        return self
+
+    def addoption(self, *flags: str, **attrs: Any) -> None:
+        metavar = attrs.get("metavar") or ("" if attrs.get("action") in (
+            "store_true", "store_false") else "VALUE")
+        choices = attrs.get("choices")
+        if choices:
+            metavar = "{" + ",".join(choices) + "}"
+        self.options.append((", ".join(flags) + (f" {metavar}" if metavar else ""),
+                             str(attrs.get("help", ""))))
+
+    def addini(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def describe_options() -> list[tuple[str, str]]:
+    """(flags, help) of every kmatrix pytest option, in the order they are defined."""
+    recorder = _Recorder()
+    add_options(recorder)  # type: ignore[arg-type]
+    return recorder.options

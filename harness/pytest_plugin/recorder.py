@@ -11,7 +11,7 @@ import pytest
 
 from ..errors import ExitCode
 from ..nodeid import kernel_label_of
-from ..results.model import CaseResult
+from ..results.model import CaseResult, Status
 from ..results.phases import PhaseReport, amend_late, combine
 from .items import GUEST_PROPERTY
 from .session import SessionState
@@ -32,6 +32,8 @@ class ResultRecorder:
         self._props: dict[str, dict[str, object]] = {}
         #: host node id -> kernel messages that came after its verdict (not applied yet)
         self._late: dict[str, list[str]] = {}
+        #: VMs kept for the user (--keep-failed), as the workers reported them
+        self.kept: list[dict[str, Any]] = []
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -41,8 +43,11 @@ class ResultRecorder:
         self._spent[report.nodeid] = self._spent.get(report.nodeid, 0.0) + report.duration
         props = dict(report.user_properties)
         self._props[report.nodeid] = props
-        if "kmatrix_boot" in props:
-            self.state.note_boot(label, json.loads(str(props["kmatrix_boot"])))
+        for key, value in report.user_properties:  # each boot of the case (--rerun-failed)
+            if key == "kmatrix_boot":
+                self.state.note_boot(label, json.loads(str(value)))
+            elif key == "kmatrix_kept":
+                self.kept.append(json.loads(str(value)))
         if "kmatrix_late" in props:
             for nodeid, lines in json.loads(str(props.pop("kmatrix_late"))).items():
                 self._late.setdefault(nodeid, []).extend(lines)
@@ -59,9 +64,16 @@ class ResultRecorder:
     def _finish(self, nodeid: str, label: str) -> None:
         verdict = combine(self._phases.pop(nodeid, []))
         props = self._props.pop(nodeid, {})
+        status, message, details = verdict.status, verdict.message, verdict.details
+        if "kmatrix_flaky" in props and status is Status.PASS:
+            failed = json.loads(str(props["kmatrix_flaky"]))
+            status = Status.FLAKY
+            message = (f"flaky: failed {len(failed)} time(s), then passed on a fresh boot "
+                       "of the same kernel")
+            details = "\n\n".join(f"attempt {i}: {text}" for i, text in enumerate(failed, 1))
         self.state.record(CaseResult(
-            nodeid, label, _feature_of(nodeid), verdict.status, message=verdict.message,
-            details=verdict.details, duration=self._spent.pop(nodeid, 0.0),
+            nodeid, label, _feature_of(nodeid), status, message=message,
+            details=details, duration=self._spent.pop(nodeid, 0.0),
             guest_duration=float(str(props.get("kmatrix_guest_s", 0) or 0)),
             observed=str(props.get(f"{GUEST_PROPERTY}observed", "")),
             output=str(props.get("kmatrix_profile", "")),
@@ -99,26 +111,42 @@ class ResultRecorder:
                                 config: pytest.Config) -> None:
         tr = terminalreporter
         tr.section("kmatrix")
+        for line, alarm in self.summary_lines():
+            tr.write_line(line, red=alarm, bold=alarm)
+
+    def summary_lines(self, failures: bool = False) -> list[tuple[str, bool]]:
+        """The run's summary (kernels and boots, the matrix, warnings, where the reports
+        are), each line with whether it is an alarm; `failures`: also each case that did
+        not pass or skip, with its first line (the live view has no pytest summary)."""
+        out: list[tuple[str, bool]] = []
         results = self.state.results
         for label, info in results.kernels.items():
             boots = ", ".join(f"{s:.1f}s" for s in info.boots.values()) or "none"
-            tr.write_line(f"{label}: {info.release or '?'} accel={info.accel or '?'} "
-                          f"boots={len(info.boots)} ({boots})")
-        tr.write_line("")
+            out.append((f"{label}: {info.release or '?'} accel={info.accel or '?'} "
+                        f"boots={len(info.boots)} ({boots})", False))
+        out.append(("", False))
         paths = getattr(self, "paths", {})
         if "matrix" in paths:
-            for line in paths["matrix"].read_text().splitlines():
-                if line.startswith(("| ", "|---")):
-                    tr.write_line(line)
-            tr.write_line("")
+            out += [(line, False) for line in paths["matrix"].read_text().splitlines()
+                    if line.startswith(("| ", "|---"))]
+            out.append(("", False))
+        if failures:
+            for case in results.cases:
+                if case.status in (Status.FAIL, Status.ERROR, Status.CRASH):
+                    out.append((f"{case.status.symbol.upper()} {case.nodeid}: "
+                                f"{case.message}", True))
         for label, count in self.state.all_skipped().items():
-            tr.write_line(f"WARNING: every case on {label} was skipped ({count} of {count}): "
-                          "nothing was verified on this kernel", red=True, bold=True)
+            out.append((f"WARNING: every case on {label} was skipped ({count} of {count}): "
+                        "nothing was verified on this kernel", True))
         for label, why in self.state.infra_failures().items():
-            tr.write_line(f"ERROR: {label}: {why.splitlines()[0]}", red=True, bold=True)
-        for name, path in paths.items():
-            tr.write_line(f"{name}: {path}")
-        tr.write_line(f"console logs: {self.state.results_dir}/console-*.log")
+            out.append((f"ERROR: {label}: {why.splitlines()[0]}", True))
+        for kept in self.kept:
+            out.append((f"KEPT: the VM of {kept['nodeid']} on {kept['label']} is still running "
+                        f"(leash pid {kept['pid']}), the case held before its teardown: "
+                        f"kmatrix attach {kept['socket']}  (exit its shell to stop it)", True))
+        out += [(f"{name}: {path}", False) for name, path in paths.items()]
+        out.append((f"console logs: {self.state.results_dir}/console-*.log", False))
+        return out
 
 
 def _feature_of(nodeid: str) -> str:

@@ -21,6 +21,7 @@ from ..paths import PROJECT_ROOT
 from ..results.model import CaseResult, RunResults, Status
 from ..results.writers import write_all
 from ..targets.qemu.vm import VMOptions
+from ..targets.ssh.options import DEFAULT_CACHE, SshOptions
 from .pool import VMPool
 
 log = logging.getLogger("kmatrix.session")
@@ -39,6 +40,10 @@ class SessionState:
     started: float = 0.0
     #: kernel label -> feature -> what that kernel should support (images/features.toml)
     expect: dict[str, dict[str, Expectation]] = field(default_factory=dict)
+    #: --rerun-failed: attempts on a fresh boot for a case that failed
+    rerun_failed: int = 0
+    #: --keep-failed: the VMs kept for the user (pool.keep records), at most one
+    kept: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> SessionState:
@@ -49,8 +54,20 @@ class SessionState:
             pytest.exit(f"kmatrix: {exc.describe()}", returncode=int(ExitCode.INFRA_ERROR))
         except KmatrixError as exc:  # a bad spec, a missing tool, a broken fragment
             raise pytest.UsageError(f"kmatrix: {exc.describe()}") from exc
-        dirs = [Path(p) for p in config.getini("kmatrix_case_dirs")] or [PROJECT_ROOT / "cases"]
+        dirs = case_dirs(config)
         results_dir = cls._results_dir(config)
+        ssh = ssh_options(config, dirs)
+        if config.getoption("target"):  # SSH targets: one more column each, after kernels
+            from ..targets.ssh.facts import resolve_targets  # paramiko: only when asked
+
+            try:
+                kernels += resolve_targets(config.getoption("target"), ssh,
+                                           {k.label for k in kernels}, results_dir)
+            except InfraError as exc:  # unreachable: like a kernel that cannot be fetched
+                pytest.exit(f"kmatrix: {exc.describe()}",
+                            returncode=int(ExitCode.INFRA_ERROR))
+            except KmatrixError as exc:  # a host key, a credential, a bad URL or Python
+                raise pytest.UsageError(f"kmatrix: {exc.describe()}") from exc
         workerinput = getattr(config, "workerinput", {})
         worker = workerinput.get("workerid", "main")
         cpus = config.getoption("vm_cpus") or auto_vm_cpus(
@@ -59,7 +76,11 @@ class SessionState:
                             memory=config.getoption("vm_memory"),
                             boot_timeout=config.getoption("boot_timeout"),
                             watchdog_grace=config.getoption("watchdog_grace"),
-                            tag=results_dir.name)
+                            tag=results_dir.name,
+                            # the guest works from the project whose cases run (a
+                            # contributor's own, or kmatrix's)
+                            rootdir=config.rootpath,
+                            case_dirs=tuple(d.resolve() for d in dirs))
         try:
             expect = kernel_expectations(kernels, Path(config.getoption("matrix_file")))
         except KmatrixError as exc:  # a broken feature table or matrix file
@@ -69,10 +90,12 @@ class SessionState:
                               for label, table in expect.items()},
                       objects=objects_option(config),
                       guest_env={PROFILE_ENV: "1"} if config.getoption("guest_profile")
-                      else {})
+                      else {}, ssh=ssh, keep_failed=bool(config.getoption("keep_failed")),
+                      project_bpf=project_bpf(config.rootpath))
         state = cls(kernels, [d.resolve() for d in dirs], config.getoption("case_timeout"),
                     results_dir, pool)
         state.expect = expect
+        state.rerun_failed = max(0, int(config.getoption("rerun_failed")))
         for k in kernels:
             info = state.results.kernel(k.label)
             info.expect = {f: e.as_dict() for f, e in expect[k.label].items()}
@@ -90,7 +113,7 @@ class SessionState:
             path = Path(os.environ[_RESULTS_ENV])
         else:
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-            path = PROJECT_ROOT / "results" / stamp
+            path = config.rootpath / "results" / stamp  # the project's (kmatrix's own, or yours)
         path = path.resolve()
         os.environ[_RESULTS_ENV] = str(path)  # xdist workers inherit it
         return path
@@ -137,6 +160,42 @@ class SessionState:
             if statuses and all(s is Status.SKIP for s in statuses):
                 out[label] = len(statuses)
         return out
+
+
+def case_dirs(config: pytest.Config) -> list[Path]:
+    """The folders whose tests run in the guest: ini `kmatrix_case_dirs`; else, in a run
+    given test paths, the folders of those paths (a project's own cases: `pytest --kernel
+    debian:6.12 mycases/`); else the rootdir's cases/."""
+    ini = [Path(p) for p in config.getini("kmatrix_case_dirs")]
+    if ini:
+        return ini
+    if config.args_source == pytest.Config.ArgsSource.ARGS and config.args:
+        out = []
+        for arg in config.args:
+            path = (config.invocation_params.dir / arg.split("::", 1)[0]).resolve()
+            out.append(path if path.is_dir() else path.parent)
+        return list(dict.fromkeys(out))
+    return [config.rootpath / "cases"]
+
+
+def project_bpf(rootdir: Path) -> Path | None:
+    """A project's own bpf/ folder (compiled beside kmatrix's), if it is not kmatrix's."""
+    folder = rootdir / "bpf"
+    if folder.is_dir() and folder.resolve() != (PROJECT_ROOT / "bpf").resolve():
+        return folder
+    return None
+
+
+def ssh_options(config: pytest.Config, case_dirs: list[Path]) -> SshOptions:
+    """How --target machines are reached and set up (with the VMs' timeouts)."""
+    ssh_config = config.getoption("ssh_config")
+    return SshOptions(ssh_config=Path(ssh_config) if ssh_config else None,
+                      accept_host_keys=frozenset(config.getoption("accept_host_key") or ()),
+                      python=config.getoption("target_python"),
+                      cache_dir=config.getoption("target_cache") or DEFAULT_CACHE,
+                      boot_timeout=config.getoption("boot_timeout"),
+                      watchdog_grace=config.getoption("watchdog_grace"),
+                      case_dirs=tuple(d.resolve() for d in case_dirs))
 
 
 def objects_option(config: pytest.Config) -> Path | None:

@@ -18,14 +18,15 @@ class Status(enum.IntEnum):
 
     SKIP = 0
     PASS = 1
-    FAIL = 2
-    ERROR = 3  # infrastructure: the VM did not boot, the harness broke
-    CRASH = 4  # the guest kernel died (panic/oops/hang) during the case
+    FLAKY = 2  # failed, then passed on a fresh boot of the same kernel (--rerun-failed)
+    FAIL = 3
+    ERROR = 4  # infrastructure: the VM did not boot, the harness broke
+    CRASH = 5  # the guest kernel died (panic/oops/hang) during the case
 
     @property
     def symbol(self) -> str:
-        return {Status.SKIP: "skip", Status.PASS: "pass", Status.FAIL: "fail",
-                Status.ERROR: "error", Status.CRASH: "crash"}[self]
+        return {Status.SKIP: "skip", Status.PASS: "pass", Status.FLAKY: "flaky",
+                Status.FAIL: "fail", Status.ERROR: "error", Status.CRASH: "crash"}[self]
 
 
 @dataclass

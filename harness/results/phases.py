@@ -14,6 +14,7 @@ Pure rules, unit-tested (tests/unit/test_phases.py):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,8 +47,14 @@ class Verdict:
     details: str
 
 
+#: the line pytest-xdist puts before a worker's failure text ("[gw0] linux -- Python ...")
+_XDIST_HEADER = re.compile(r"^\[gw\d+\] \S+ -- Python ")
+
+
 def _first_line(text: str) -> str:
-    return next((line for line in text.strip().splitlines() if line.strip()), "")
+    """The first line that says something (not xdist's worker header)."""
+    return next((line for line in text.strip().splitlines()
+                 if line.strip() and not _XDIST_HEADER.match(line)), "")
 
 
 def combine(phases: Sequence[PhaseReport]) -> Verdict:

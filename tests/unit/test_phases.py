@@ -70,3 +70,11 @@ def test_teardown_error_after_a_failure_adds_its_text() -> None:
 
 def test_phase_order_does_not_matter() -> None:
     assert combine([OK_TEARDOWN, OK_CALL, OK_SETUP]).status is Status.PASS
+
+
+def test_message_skips_the_xdist_worker_header() -> None:
+    v = combine([PhaseReport("setup", "passed"),
+                 PhaseReport("call", "failed", "[gw1] linux -- Python 3.11.7 /x/python3\n"
+                                               "[debian-6.1] AssertionError: boom"),
+                 PhaseReport("teardown", "passed")])
+    assert v.message == "[debian-6.1] AssertionError: boom"

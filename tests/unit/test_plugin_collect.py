@@ -158,3 +158,42 @@ def test_plan_units_shares_kernels_over_workers() -> None:
     # one kernel, two workers: both boot it and share its cases
     assert plan_units([a], 2, min_cut=1) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
     assert sorted(i for u in plan_units([a, b, c], 2, min_cut=1) for i in u) == list(range(24))
+
+
+def test_skip_marks_are_the_guests(pytester: pytest.Pytester) -> None:
+    """A skipif condition is evaluated in the guest (where it means what it says), not on
+    the host: the host item keeps the other markers (for -m) and the case's line."""
+    pytester.makeini("[pytest]\nkmatrix_case_dirs = cases\n")
+    cases = pytester.mkdir("cases")
+    (cases / "test_demo.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.slow\n"
+        "@pytest.mark.skipif(True, reason='decided in the guest')\n"
+        "def test_marked():\n    pass\n")
+    k1 = _fake_kernel(pytester.path / "kA")
+    items: list[pytest.Item] = []
+
+    class Grab:
+        def pytest_collection_finish(self, session: pytest.Session) -> None:
+            items.extend(session.items)
+
+    pytester.inline_run("--kernel", k1, "--collect-only", "-p", "no:cacheprovider",
+                        "-m", "slow", plugins=[Grab()])
+    (item,) = items
+    assert [m.name for m in item.iter_markers()] == ["slow"]
+    assert item.reportinfo()[1] == 2  # 0-based, its first decorator (as pytest says)
+
+
+def test_default_run_takes_the_default_cases_only(pytester: pytest.Pytester) -> None:
+    """With no test path, `kmatrix run` runs kmatrix_default_cases, not every case folder
+    (kmatrix's own VM tests keep cases that panic and hang on purpose)."""
+    pytester.makeini("[pytest]\nkmatrix_case_dirs = cases vmcases\n"
+                     "kmatrix_default_cases = cases\n")
+    for folder in ("cases", "vmcases"):
+        pytester.mkdir(folder)
+        (pytester.path / folder / f"test_{folder}.py").write_text("def test_x():\n    pass\n")
+    k1 = _fake_kernel(pytester.path / "kA")
+    result = pytester.runpytest("--kernel", k1, "--cases-by-default", "--collect-only", "-q",
+                                "-p", "no:cacheprovider")
+    assert [line for line in result.outlines if "::" in line] == [
+        "cases/test_cases.py::test_x[kA]"]

@@ -37,9 +37,16 @@ def wait_for(predicate: object, timeout: float, what: str) -> None:
     raise TimeoutError(f"no {what} within {timeout:.0f}s")
 
 
+def _sigint_by_default() -> None:
+    """In the child before exec: a test run started in the background (nohup, `&` in a
+    script) ignores SIGINT, and an ignored signal stays ignored across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(results: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(kmatrix_argv(results, CASE), cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=_sigint_by_default)
 
 
 def console_text(results: Path) -> str:

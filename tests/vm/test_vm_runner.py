@@ -4,6 +4,7 @@ Boots real VMs (tens of seconds each under TCG): kernels from $KMATRIX_TEST_KERN
 (default debian:6.12). Marked `vm` so `-m "not vm"` gives the quick unit run.
 """
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,23 @@ def test_boot_that_stops_progressing(tmp_path: Path) -> None:
     assert "Traceback" not in first[1] and "harness/vm.py" not in first[1]
     assert "not retried: this kernel already failed to boot" in second[1]
     assert "did not boot" in (results / "matrix.md").read_text()
+
+
+def test_rerun_failed_reports_flaky(tmp_path: Path) -> None:
+    """A case that fails, then passes on a fresh boot, is flaky: never a plain pass, and
+    not a failure of the run; without --rerun-failed it is a failure."""
+    case = "tests/vm/cases/test_flaky.py"
+    results = tmp_path / "rerun"
+    proc = kmatrix_run(results, "--rerun-failed", "2", case)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    data = json.loads((results / "results.json").read_text())
+    (only,) = data["cases"]
+    assert only["status"] == "flaky", only
+    assert "then passed on a fresh boot" in only["message"]
+    assert "fails on the first boot" in only["details"]
+    assert "flaky" in (results / "matrix.md").read_text()
+    assert suite_properties(results / "junit.xml")["boots"] == "2"
+    plain = kmatrix_run(tmp_path / "plain", case)
+    assert plain.returncode == 1
+    assert outcomes(tmp_path / "plain" / "junit.xml")["test_fails_on_first_boot"][0] == \
+        "failure"

@@ -90,8 +90,14 @@ def build(
     cache: Path | None = None,
     mirror: str | None = None,
     force: bool = False,
+    objdir: Path | None = None,
 ) -> BuildResult:
-    """Build `spec` with `fragments` (None: all non-opt-in), or return the cached kernel."""
+    """Build `spec` with `fragments` (None: all non-opt-in), or return the cached kernel.
+
+    `objdir` pins the O= folder (default: the one keyed by the source without uncommitted
+    changes): `kmatrix bisect` builds every commit in one folder, so each step is an
+    incremental build. A pinned folder is configured again at each build (allnoconfig +
+    fragments + olddefconfig), as a fresh build of the tree as it is now would be."""
     t0 = time.time()
     cache = cache or cache_root()
     plan = plan_build(spec, fragments, cache=cache, mirror=mirror)
@@ -104,11 +110,13 @@ def build(
         print("[kbuild] ccache not found (install ccache): building without a compiler cache",
               file=sys.stderr, flush=True)
     tree = sources.prepare(plan.source, cache).path
-    obj = kcache.objs_dir(cache) / plan.dirkey
+    obj = objdir or kcache.objs_dir(cache) / plan.dirkey
     with _build_lock(obj):
         hit = None if force else kcache.lookup(plan.key, cache)
         if hit is not None:  # built by whoever held the lock
             return BuildResult(plan, hit, True, time.time() - t0, hit.meta.get("check", {}))
+        if objdir is not None:  # configured for another commit's Kconfig: configure again
+            (obj / ".config").unlink(missing_ok=True)
         return _build_locked(plan, tree, obj, cache, jobs, t0)
 
 
@@ -198,7 +206,7 @@ def _build_locked(
                           f"INSTALL_MOD_PATH={stage}"), env=env)
         meta: dict[str, Any] = {
             "key": plan.key,
-            "dirkey": plan.dirkey,
+            "dirkey": obj.name,  # plan.dirkey unless the O= folder was pinned
             "spec": spec,
             "kind": plan.source.kind,
             "origin": plan.identity.origin,
@@ -220,7 +228,7 @@ def _build_locked(
         previous = kcache.lookup(plan.key, cache)
         history = list(previous.meta.get("builds", [])) if previous else []
         meta["builds"] = [*history, {"seconds": meta["build_seconds"],
-                                     "at": meta["created"], "objects_dir": plan.dirkey}]
+                                     "at": meta["created"], "objects_dir": obj.name}]
         shutil.copy2(log, stage / "build.log")
         dest = kcache.store(stage, plan.key, meta, cache)
     entry = kcache.read_entry(dest, with_size=False)

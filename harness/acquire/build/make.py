@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ...command import format_argv, run, which
 from ...errors import CommandError, ConfigError
+from ...progress import active, report_acquire
 from .. import kconfig, sources
 from .cache import ccache_dir
 from .plan import BuildPlan
@@ -65,10 +66,14 @@ def progress(obj: Path, what: str, expected: int, interval: float = 15.0) -> Ite
         return n
 
     def loop() -> None:
-        while not stop.wait(2.0 if tty else interval):
+        while not stop.wait(2.0 if tty or active() else interval):
             n = count()
             total = f"/~{expected}" if expected else ""
-            line = f"[kbuild] {what}: {n}{total} objects, {time.time() - start:.0f}s"
+            elapsed = time.time() - start
+            if active() is not None:  # the run's live view shows it
+                report_acquire(f"build {what}", f"{n}{total} objects, {elapsed:.0f}s")
+                continue
+            line = f"[kbuild] {what}: {n}{total} objects, {elapsed:.0f}s"
             if tty:
                 sys.stderr.write("\r" + line + "   ")
             else:
@@ -82,7 +87,8 @@ def progress(obj: Path, what: str, expected: int, interval: float = 15.0) -> Ite
     finally:
         stop.set()
         thread.join()
-        if tty:
+        report_acquire(f"build {what}", "")
+        if tty and active() is None:
             sys.stderr.write("\n")
 
 

@@ -45,9 +45,8 @@ import os
 import signal
 from dataclasses import dataclass
 from enum import IntEnum
-from types import TracebackType
-from typing import Self
 
+from ..closing import Closing
 from .library import HasFd, check, fd_of, lib, oserror
 from .maps import Map, create_map
 from .structs import TestRunOpts, _size_t
@@ -227,7 +226,7 @@ class ArenaMemory:
         return f"<{type(self).__name__} {self.start:#x}+{self.size:#x}>"
 
 
-class ArenaMapping(ArenaMemory):
+class ArenaMapping(ArenaMemory, Closing):
     """An mmap of an arena made here (`map_arena`); munmapped by `close()`/the context.
 
     The kernel keeps the arena's user address after munmap: a later mapping must be at
@@ -244,12 +243,6 @@ class ArenaMapping(ArenaMemory):
                 err = ctypes.get_errno()
                 raise oserror(err, f"munmap(arena at {self.start:#x}, {self.size:#x})")
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
 
 def map_arena(arena: Map, *, address: int | None = None, pages: int | None = None,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import ctypes
 import os
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
+from ..closing import Closing
 from .info import LinkInfo, link_info
 from .library import HasFd, attach_name, check, fd_of, flags_str, lib
 from .structs import (
@@ -22,7 +22,7 @@ from .structs import (
 from .uapi import MPROG_MAX, AttachFlags, AttachType
 
 
-class Link:
+class Link(Closing):
     """A BPF link. Closing it drops this process's reference (the kernel detaches the link
     when the last reference goes); `detach()` detaches it while the fd stays valid."""
 
@@ -74,13 +74,6 @@ class Link:
         elif self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def __del__(self) -> None:  # last resort; code should use close()/with
         try:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
+from ..closing import Closing
 from ..environment import bpf_objects_dir
 from . import core_btf
 from .library import PrintLevel, capture_log, check_ptr, lib, oserror
@@ -16,7 +15,7 @@ from .programs import Program
 from .structs import ObjectOpenOpts
 
 
-class BpfObject:
+class BpfObject(Closing):
     """A BPF ELF object opened and loaded by libbpf; closing it releases its programs and
     maps (and, with them, the attachments that only they kept alive).
 
@@ -133,13 +132,6 @@ class BpfObject:
     @property
     def closed(self) -> bool:
         return self._ptr is None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<BpfObject {self.path.name}{' closed' if self.closed else ''}>"

@@ -22,11 +22,10 @@ import errno
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 from .. import bpf as lb
 from ..bpf.library import lib
+from ..closing import Closing
 from . import btf, kallsyms
 from .model import DropRecord
 
@@ -103,7 +102,7 @@ class ReasonNames:
 _kernel_names: ReasonNames | None = None
 
 
-class DropCounter:
+class DropCounter(Closing):
     """The drop counter: loaded and attached on construction, detached by `close()`."""
 
     def __init__(self, *, ignore_tgid: int = 0,
@@ -214,12 +213,6 @@ class DropCounter:
             self._obj.close()
             self._obj = None
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
 
 def records(counts: dict[DropKey, int], labels: dict[int, str], names: ReasonNames,

@@ -37,10 +37,10 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Self, TypeVar
+from typing import TypeVar
 
 from .. import bpf as lb
+from ..closing import Closing
 from .netns import NETNS_DIR, setns
 
 T = TypeVar("T")
@@ -363,7 +363,7 @@ class NetnsGone(Exception):
 _GONE = (errno.ENOENT, errno.ESRCH, errno.ENXIO)
 
 
-class NetnsRunner:
+class NetnsRunner(Closing):
     """A helper thread that runs functions inside other network namespaces: `run(ns, fn)`
     setns()es the thread into `ns` (checking it is still the same namespace) and calls
     `fn` there. The caller's own threads never change namespace."""
@@ -378,12 +378,6 @@ class NetnsRunner:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
 
 def open_netns(ns: Netns) -> int:
@@ -420,7 +414,7 @@ def _enter_and_run(ns: Netns, fn: Callable[[], T]) -> T:
 KINDS = ("tcp", "udp", "unix")
 
 
-class SockIterators:
+class SockIterators(Closing):
     """The dump programs of bpf/sock_iter.bpf.c, loaded and attached (one iterator link
     per kind); links are namespace-free, each `create()` makes iterator fds in the calling
     thread's namespace."""
@@ -462,12 +456,6 @@ class SockIterators:
         self.links.clear()
         self.obj.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
 
 def read_all(fds: Iterable[int], *, chunk: int = 1 << 16) -> list[SockRecord]:

@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .. import kmod
 from .links import ipr, wait_for_oper_up
 from .netns import INIT_NETNS, run_in_netns
 
@@ -28,9 +29,31 @@ class Nic:
     driver: str
 
 
+VIRTIO_DEVICES = "/sys/bus/virtio/devices"
+#: virtio device id of a network card
+VIRTIO_ID_NET = 0x0001
+
+
+def _virtio_nets() -> list[str]:
+    """The VM's virtio devices that are network cards, bound to a driver or not."""
+    out = []
+    with contextlib.suppress(FileNotFoundError):
+        for dev in sorted(os.listdir(VIRTIO_DEVICES)):
+            with contextlib.suppress(OSError, ValueError), open(
+                    os.path.join(VIRTIO_DEVICES, dev, "device")) as fh:
+                if int(fh.read().strip(), 16) == VIRTIO_ID_NET:
+                    out.append(dev)
+    return out
+
+
 def root_nics(driver: str = "virtio_net") -> list[str]:
     """Names of the root namespace's devices bound to `driver`, sorted (sysfs shows the
-    root namespace's devices whatever namespace the caller is in)."""
+    root namespace's devices whatever namespace the caller is in). The virtio_net module
+    is loaded first when the VM has virtio network cards and no driver for them."""
+    if driver == "virtio_net" and _virtio_nets():
+        kmod.ensure("virtio_net", lambda: all(
+            os.path.exists(os.path.join(VIRTIO_DEVICES, dev, "net"))
+            for dev in _virtio_nets()))
     out = []
     for name in sorted(os.listdir(SYS_NET)):
         link = os.path.join(SYS_NET, name, "device", "driver")
@@ -43,13 +66,15 @@ def root_nics(driver: str = "virtio_net") -> list[str]:
 def borrowed(names: list[str], *, up: bool = True) -> Iterator[list[Nic]]:
     """Move the root namespace's devices `names` into the calling process's namespace for
     the block (up, no address), and back to the root namespace after it."""
-    pid = os.getpid()
+    # the namespace to move them to, held open: inside run_in_netns(INIT_NETNS) the calling
+    # thread is in the root namespace itself (a move "to our pid" would stay there)
+    here = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     moved: list[str] = []
     try:
         with run_in_netns(INIT_NETNS), ipr() as sock:
             for name in names:
                 index = sock.link_lookup(ifname=name)[0]
-                sock.link("set", index=index, net_ns_pid=pid)
+                sock.link("set", index=index, net_ns_fd=here)
                 moved.append(name)
         nics = []
         with ipr() as sock:
@@ -63,6 +88,7 @@ def borrowed(names: list[str], *, up: bool = True) -> Iterator[list[Nic]]:
                 wait_for_oper_up(nic.name, timeout=10)
         yield nics
     finally:
+        os.close(here)
         with ipr() as sock:
             for name in moved:
                 found = sock.link_lookup(ifname=name)

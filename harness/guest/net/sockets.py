@@ -24,16 +24,17 @@ import errno
 import fcntl
 import functools
 import hashlib
+import os
 import select
 import socket
 import struct
-import subprocess
 import termios
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .. import kmod
 from ..uapi import SO_COOKIE
 
 VMADDR_CID_LOCAL = 1
@@ -203,6 +204,8 @@ def fionread(sock: socket.socket) -> int:
 # --------------------------------------------------------------------------- vsock
 
 _vsock_reason: list[str | None] = []
+#: where the loaded vsock_loopback module shows
+VSOCK_LOOPBACK = "/sys/module/vsock_loopback"
 
 
 def vsock_unavailable() -> str | None:
@@ -212,9 +215,7 @@ def vsock_unavailable() -> str | None:
         return _vsock_reason[0]
     reason = _try_vsock()
     if reason is not None:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(["modprobe", "vsock_loopback"], capture_output=True, timeout=30,
-                           check=False)
+        kmod.ensure("vsock_loopback", lambda: os.path.isdir(VSOCK_LOOPBACK), wait=0)
         reason = _try_vsock()
     _vsock_reason.append(reason)
     return reason

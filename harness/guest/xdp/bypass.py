@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
+from .. import kmod
 from ..net.netns import run_in_netns
 from .ring import Desc
 from .stream import StreamDecoder, encode_frame
@@ -290,11 +291,18 @@ class XskBackend(_Loop):
             self.close()
 
 
+#: the TUN/TAP clone device (devtmpfs makes it when the tun module loads)
+TUN_NODE = "/dev/net/tun"
+
+
 def open_tap(name: str, netns: str | None = None) -> int:
     """A TAP device `name` in namespace `netns` (None: the calling thread's), as a
     non-blocking fd; closing the fd deletes the device."""
+    why = kmod.ensure("tun", lambda: os.path.exists(TUN_NODE))
+    if why is not None:
+        raise FileNotFoundError(errno.ENOENT, f"{TUN_NODE} missing: {why}", TUN_NODE)
     with run_in_netns(netns):
-        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(TUN_NODE, os.O_RDWR | os.O_CLOEXEC)
     try:
         ifr = struct.pack("16sH22x", name.encode(), IFF_TAP | IFF_NO_PI)
         fcntl.ioctl(fd, TUNSETIFF, ifr)

@@ -25,6 +25,7 @@ from typing import Any
 
 SIOCETHTOOL = 0x8946
 ETHTOOL_GTXCSUM, ETHTOOL_STXCSUM = 0x16, 0x17
+ETHTOOL_GGRO, ETHTOOL_SGRO = 0x2B, 0x2C
 ETHTOOL_GCHANNELS, ETHTOOL_SCHANNELS = 0x3C, 0x3D
 #: IFLA_XDP_ATTACHED values (include/uapi/linux/if_link.h), and pyroute2's names of them
 XDP_ATTACHED: dict[int | str | None, str] = {
@@ -124,6 +125,17 @@ def set_tx_checksum(ifname: str, on: bool) -> bool:
             return False
         raise
     return True
+
+
+def gro(ifname: str) -> bool:
+    """ETHTOOL_GGRO: does the device merge received segments (GRO)?"""
+    out = _ethtool(ifname, bytearray(struct.pack("=II", ETHTOOL_GGRO, 0)))
+    return bool(struct.unpack_from("=I", out, 4)[0])
+
+
+def set_gro(ifname: str, on: bool) -> None:
+    """ETHTOOL_SGRO: a capture on a device without GRO sees the frames as they came."""
+    _ethtool(ifname, bytearray(struct.pack("=II", ETHTOOL_SGRO, int(on))))
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import subprocess
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
+from .. import kmod
+from ..closing import Closing
 from ..wait import wait_until
 
 BUS = "/sys/bus/netdevsim"
@@ -42,19 +41,10 @@ class Port:
 def unavailable() -> str | None:
     """Why netdevsim cannot be used in this kernel (bus absent and modprobe failed), or
     None when /sys/bus/netdevsim exists (after loading the module if needed)."""
-    if os.path.isdir(BUS):
+    why = kmod.ensure("netdevsim", lambda: os.path.isdir(BUS))
+    if why is None:
         return None
-    try:
-        proc = subprocess.run(["modprobe", "netdevsim"], capture_output=True, text=True,
-                              timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"netdevsim missing: {BUS} absent and modprobe could not run: {exc}"
-    if os.path.isdir(BUS):
-        return None
-    said = (proc.stderr or proc.stdout).strip().splitlines()
-    return (f"netdevsim missing: {BUS} absent and `modprobe netdevsim` exited "
-            f"{proc.returncode}: {said[-1] if said else 'no output'} "
-            f"(kernel {os.uname().release} without CONFIG_NETDEVSIM)")
+    return f"netdevsim missing: {BUS} absent and {why} (no CONFIG_NETDEVSIM?)"
 
 
 def _write(path: str, text: str) -> None:
@@ -73,7 +63,7 @@ def _ports(dev_name: str) -> list[Port]:
                   key=lambda p: p.ifindex)
 
 
-class Netdevsim:
+class Netdevsim(Closing):
     """A netdevsim device with `ports` netdevs of `queues` queues each, in the calling
     thread's namespace; deleted on exit."""
 
@@ -104,9 +94,3 @@ class Netdevsim:
             if os.path.exists(f"{BUS}/devices/{self.name}"):
                 _write(f"{BUS}/del_device", str(self.dev_id))
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

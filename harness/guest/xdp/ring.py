@@ -40,9 +40,9 @@ import ctypes
 import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, NamedTuple, Self
 
+from ..closing import Closing
 from .uapi import XDP_RING_NEED_WAKEUP, XdpDesc, XdpRingOffset
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def decode_desc(buf: bytes | bytearray | memoryview, offset: int = 0) -> Desc:
     return Desc(raw.addr, raw.len, raw.options)
 
 
-class Ring:
+class Ring(Closing):
     """What both sides of a ring share: the layout, the indexes and the entries.
 
     `buf` is the ring's mapping (or any writable buffer laid out the same way), `offsets`
@@ -203,13 +203,6 @@ class Ring:
     @property
     def closed(self) -> bool:
         return self._view is None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         if self.closed:

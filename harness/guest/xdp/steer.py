@@ -14,10 +14,10 @@ from __future__ import annotations
 import ctypes
 import socket
 from dataclasses import dataclass, fields
-from types import TracebackType
 from typing import Self
 
 from .. import bpf as lb
+from ..closing import Closing
 from .attach import XdpMode, attach_xdp
 
 OBJECT = "afxdp_bypass"
@@ -85,7 +85,7 @@ class Counts:
         return self.seen == self.steered + self.passed + self.no_socket
 
 
-class Steering:
+class Steering(Closing):
     """The loaded steering object: its program, XSKMAP and counters."""
 
     def __init__(self, obj: lb.BpfObject) -> None:
@@ -117,9 +117,3 @@ class Steering:
     def close(self) -> None:
         self.obj.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

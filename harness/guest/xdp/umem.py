@@ -26,9 +26,9 @@ from collections import deque
 from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
+from ..closing import Closing
 from .ring import ADDR_SIZE, ConsumerRing, ProducerRing, RingOffsets
 from .sockopt import map_ring, mmap_offsets, register_umem, set_ring_size, xsk_socket
 from .uapi import (
@@ -84,7 +84,7 @@ class UmemConfig:
         return bool(self.flags & UmemFlag.UNALIGNED_CHUNK_FLAG)
 
 
-class UmemRings:
+class UmemRings(Closing):
     """A fill and a completion ring created on `sock` and mapped (what a socket owning a
     umem, or sharing one on another queue or device, needs). Closing unmaps them."""
 
@@ -111,12 +111,6 @@ class UmemRings:
         """Release the rings and unmap them."""
         self._stack.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
 
 def _address_of(area: mmap.mmap) -> int:
@@ -128,7 +122,7 @@ def _address_of(area: mmap.mmap) -> int:
     return address
 
 
-class Umem:
+class Umem(Closing):
     """A registered UMEM with its fill and completion rings and a pool of free frames.
 
         with Umem(UmemConfig(frame_count=1024)) as umem, XskSocket(umem, ifindex) as xsk:
@@ -255,13 +249,6 @@ class Umem:
     @property
     def closed(self) -> bool:
         return self._area.closed
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         cfg = self.config

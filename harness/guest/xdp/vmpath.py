@@ -23,9 +23,8 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Self
 
+from ..closing import Closing
 from ..net.links import oper_state
 from ..net.netns import run_in_netns
 from ..wait import wait_until
@@ -95,7 +94,13 @@ def configure(netns: str, ifname: str, ip: str | None, prefix: int, *,
     return index
 
 
-class BypassPath:
+def _restore_offloads(netns: str, ifname: str, tx_checksum: bool, gro: bool) -> None:
+    with run_in_netns(netns):
+        device.set_tx_checksum(ifname, tx_checksum)
+        device.set_gro(ifname, gro)
+
+
+class BypassPath(Closing):
     """The set-up path (see the module doc); everything is undone on exit, in reverse."""
 
     def __init__(self, spec: BypassSpec) -> None:
@@ -104,7 +109,13 @@ class BypassPath:
         with ExitStack() as stack:
             self.peer_index = configure(spec.peer_ns, spec.peer, addrs.peer_ip, addrs.prefix)
             with run_in_netns(spec.peer_ns):
+                # frames as they are on the wire: checksums filled in by the peer's stack,
+                # no GRO merging what the peer receives (its capture compares frames);
+                # both restored after (a VM's NIC is lent again to the next case)
+                csum, merge = device.tx_checksum(spec.peer), device.gro(spec.peer)
                 device.set_tx_checksum(spec.peer, False)
+                device.set_gro(spec.peer, False)
+            stack.callback(_restore_offloads, spec.peer_ns, spec.peer, csum, merge)
             self.nic_index = configure(spec.nic_ns, spec.nic, addrs.nic_ip, addrs.prefix)
             with run_in_netns(spec.nic_ns):
                 device.set_promisc(spec.nic, True)
@@ -149,9 +160,3 @@ class BypassPath:
     def close(self) -> None:
         self._stack.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

@@ -26,9 +26,9 @@ import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from types import TracebackType
-from typing import TYPE_CHECKING, NamedTuple, Self
+from typing import TYPE_CHECKING, NamedTuple
 
+from ..closing import Closing
 from .ring import DESC_SIZE, ConsumerRing, Desc, ProducerRing, RingOffsets
 from .sockopt import (
     XskOptions,
@@ -118,7 +118,7 @@ def join_packets(frames: Sequence[RxFrame]) -> list[bytes]:
     return packets
 
 
-class XskSocket:
+class XskSocket(Closing):
     """An AF_XDP socket bound to queue `queue_id` of device `ifindex` (in the calling
     thread's network namespace), with its rx and tx rings mapped.
 
@@ -394,13 +394,6 @@ class XskSocket:
     @property
     def closed(self) -> bool:
         return self._closed
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (f"<XskSocket ifindex={self.ifindex} queue={self.queue_id} "

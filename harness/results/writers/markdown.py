@@ -15,7 +15,8 @@ def _cell(counts: dict[Status, int]) -> str:
     if not counts:
         return "-"
     parts = []
-    for status in (Status.PASS, Status.FAIL, Status.CRASH, Status.ERROR, Status.SKIP):
+    for status in (Status.PASS, Status.FLAKY, Status.FAIL, Status.CRASH, Status.ERROR,
+                   Status.SKIP):
         if counts.get(status):
             parts.append(f"{counts[status]} {status.symbol}")
     return ", ".join(parts)
@@ -46,7 +47,7 @@ def markdown_matrix(results: RunResults) -> str:
     lines += _probe_table(results, labels)
     lines += _crosscheck(results, labels)
     lines += _kernel_problems(results, labels)
-    bad = [c for c in results.cases if c.status >= Status.FAIL]
+    bad = [c for c in results.cases if c.status >= Status.FLAKY]
     if bad:
         lines += ["", "## Not passing", ""]
         for c in bad:

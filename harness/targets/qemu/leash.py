@@ -13,7 +13,10 @@ killer, a CI runner cancelling the job). The leash sits between kmatrix and vng:
 - it runs the command in a process group of its own; on SIGTERM/SIGINT/SIGHUP (or its
   parent's death) it kills that group, then every descendant it still has, and waits;
 - otherwise it waits for the command and exits with its status (stdin/stdout/stderr are
-  the command's own).
+  the command's own);
+- on RELEASE_SIGNAL (`kmatrix run --keep-failed` keeping a VM for the user) it lets go:
+  kmatrix's death no longer ends the VM (SIGTERM still does); the VM ends when its guest
+  powers off.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 #: seconds between SIGTERM and SIGKILL of what is left
 KILL_GRACE = 2.0
+#: tells the leash to let the VM outlive kmatrix
+RELEASE_SIGNAL = signal.SIGUSR1
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -113,6 +118,13 @@ def main(args: list[str]) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
+
+    def on_release(signum: int, frame: FrameType | None) -> None:
+        _libc.prctl(PR_SET_PDEATHSIG, 0)
+        for sig in (signal.SIGINT, signal.SIGHUP):  # the user's terminal, not an order
+            signal.signal(sig, signal.SIG_IGN)
+
+    signal.signal(RELEASE_SIGNAL, on_release)
     proc = subprocess.Popen(args[1:], process_group=0)
     while proc.poll() is None and not stop:
         time.sleep(0.1)

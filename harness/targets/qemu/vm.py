@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -29,7 +29,9 @@ from ...bpf.compile import OBJECTS_ENV
 from ...command import format_argv, which
 from ...errors import BootError, VMLostError
 from ...paths import PROJECT_ROOT, cache_root
-from ...protocol import PORT_NAME, LineBuffer, Message, encode
+from ...progress import report_stage
+from ...protocol import PORT_NAME, SHELL_PORT_NAME, LineBuffer, Message, encode
+from ..session import AgentSession, BootInfo
 from . import guestfs, leash
 from .accel import Accel
 from .boot_clock import BootClock
@@ -39,11 +41,21 @@ log = logging.getLogger("kmatrix.vm")
 
 #: the kernel log level on the console: 5 shows WARN (4) and everything worse
 CONSOLE_LOGLEVEL = 5
-_CONSOLE_TAIL_LINES = 60
 #: seconds a graceful shutdown may take (the agent exits, the guest powers off under TCG)
 SHUTDOWN_WAIT = 20.0
 #: seconds the leash gets to kill vng, virtme-run and QEMU after SIGTERM
 LEASH_WAIT = 8.0
+
+
+def nic_args(kind: str) -> tuple[str, ...]:
+    """vng arguments for the NICs of a VM whose cases ask for them (`kind`: "loop", two
+    virtio-net devices joined by a QEMU hub). The devices offer VIRTIO_F_ACCESS_PLATFORM
+    (iommu_platform): virtio_net then maps its buffers through the DMA API, which its
+    AF_XDP zero-copy mode needs (without it a zero-copy bind is refused, EINVAL), as a
+    real NIC's driver would; QEMU offers the feature on modern-only devices."""
+    return ("--network", kind,
+            "--qemu-opts=-global", "--qemu-opts=virtio-net-pci.disable-legacy=on",
+            "--qemu-opts=-global", "--qemu-opts=virtio-net-pci.iommu_platform=on")
 
 
 @dataclass(frozen=True)
@@ -62,23 +74,17 @@ class VMOptions:
     #: read the checkout, the Python environment and the BPF objects through a caching
     #: 9p mount (guestfs); False: virtme-ng's uncached root only (for comparisons)
     cached_fs: bool = True
+    #: a shell port whose host end QEMU listens on at this path (kmatrix shell,
+    #: --keep-failed; `kmatrix attach PATH`)
+    shell_socket: Path | None = None
+    #: the project whose cases run (pytest's rootdir: the guest works from there, with it
+    #: on PYTHONPATH, so node ids, conftests and helpers are the project's); None: kmatrix's
+    rootdir: Path | None = None
+    #: its case folders (compiled on the host before the boot, like kmatrix's)
+    case_dirs: tuple[Path, ...] = ()
 
 
-@dataclass
-class BootInfo:
-    release: str
-    probes: dict[str, dict[str, Any]]
-    #: what the kernel said while the probes ran
-    probe_dmesg: list[str]
-    #: seconds from starting vng to the agent's ready message (host clock)
-    boot_s: float
-    #: guest uptime at ready, import and probe times (guest clock)
-    guest: dict[str, float] = field(default_factory=dict)
-    #: the probes against bpftool feature probe ({"ran", "detail", "disagreements"})
-    crosscheck: dict[str, Any] = field(default_factory=dict)
-
-
-class GuestVM:
+class GuestVM(AgentSession):
     """A booted kernel with the agent waiting for cases."""
 
     def __init__(self, kernel: Kernel, accel: Accel, console_log: Path, nodeids: list[str],
@@ -91,9 +97,7 @@ class GuestVM:
         self.known_probes = dict(known_probes or {})
         #: this kernel's expectations (feature -> Expectation fields), sent to the agent
         self.expect = dict(expect or {})
-        #: kernel messages that came after their case's verdict: guest node id -> lines
-        self.late: dict[str, list[str]] = {}
-        self._nodeid_of: dict[int, str] = {}
+        super().__init__()
         #: host-clock moments of the boot: "spawn", "banner" (kernel's first line), "hello"
         self.marks: dict[str, float] = {}
         #: extra environment of the agent (e.g. KMATRIX_BPF_OBJECTS)
@@ -104,6 +108,8 @@ class GuestVM:
         self.console_log = console_log
         self.options = options or VMOptions()
         self.info: BootInfo | None = None
+        #: --keep-failed: the agent holds a failed case's process before its teardown
+        self.hold_on_failure = False
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: socket.socket | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -128,11 +134,16 @@ class GuestVM:
                  tb: TracebackType | None) -> None:
         self.close(graceful=et is None)
 
+    @property
+    def rootdir(self) -> Path:
+        return self.options.rootdir or PROJECT_ROOT
+
     def argv(self, sock_path: str) -> list[str]:
         python = sys.executable
-        extra_dirs: list[Path] = []
+        extra_dirs: list[Path] = [self.rootdir]
+        pythonpath = ":".join(dict.fromkeys((str(self.rootdir), str(PROJECT_ROOT))))
         env = {"KMATRIX_GUEST": "1", "KMATRIX_CACHE": str(cache_root()),
-               "PYTHONPATH": str(PROJECT_ROOT), "PYTHONDONTWRITEBYTECODE": "1",
+               "PYTHONPATH": pythonpath, "PYTHONDONTWRITEBYTECODE": "1",
                # the guest's pytest loads kmatrix's guest plugin and the cases' conftests,
                # not the host's entry-point plugins (the host plugin boots VMs)
                "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", **self.guest_env}
@@ -141,6 +152,11 @@ class GuestVM:
         qemu_opts = ["-chardev", f"socket,id=kmxctl,path={sock_path}",
                      "-device", "virtio-serial-pci,id=kmxbus",
                      "-device", f"virtserialport,bus=kmxbus.0,chardev=kmxctl,name={PORT_NAME}"]
+        if self.options.shell_socket is not None:
+            qemu_opts += ["-chardev", f"socket,id=kmxsh,path={self.options.shell_socket},"
+                                      "server=on,wait=off",
+                          "-device", "virtserialport,bus=kmxbus.0,chardev=kmxsh,"
+                                     f"name={SHELL_PORT_NAME}"]
         command = shlex.join(guest_cmd)
         if self.options.cached_fs:
             qemu_opts += guestfs.qemu_opts()
@@ -149,14 +165,19 @@ class GuestVM:
             command = guestfs.bootstrap(guestfs.cached_dirs(extra_dirs), guest_cmd)
         argv = [which("vng"), "-v", *self.accel.vng_args, "-r", str(self.kernel.image),
                 "--cpus", str(self.options.cpus), "--memory", self.options.memory,
-                "--cwd", str(PROJECT_ROOT), "--append", f"loglevel={CONSOLE_LOGLEVEL}",
+                "--cwd", str(self.rootdir), "--append", f"loglevel={CONSOLE_LOGLEVEL}",
                 *self.options.extra_vng_args]
         argv += [f"--qemu-opts={opt}" for opt in qemu_opts]
         argv += ["--exec", command]
         return leash.argv(argv)
 
     def start(self) -> None:
-        precompile()  # nothing the guest imports is compiled in the guest (TCG is slow)
+        # nothing the guest imports is compiled in the guest (TCG is slow)
+        precompile()
+        if self.rootdir != PROJECT_ROOT:
+            precompile(self.rootdir, [str(d.relative_to(self.rootdir))
+                                      for d in self.options.case_dirs
+                                      if d.is_relative_to(self.rootdir)])
         self._tmp = tempfile.TemporaryDirectory(prefix=f"kmatrix-vm-{self.options.tag}-")
         sock_path = os.path.join(self._tmp.name, "ctl.sock")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -170,6 +191,7 @@ class GuestVM:
             con.write(f"\n=== kmatrix: boot {self.kernel.label} ({self.accel.name}): "
                       f"{format_argv(argv)}\n".encode())
         log.info("booting %s: %s", self.kernel.label, format_argv(argv))
+        report_stage(self.kernel.label, "booting: kernel")
         t0 = self.marks["spawn"] = time.monotonic()
         # QEMU opens its console as /proc/self/fd/2 with O_TRUNC: hand it a pipe and append
         # to the log ourselves, so restarts and earlier boots are never truncated away
@@ -211,6 +233,7 @@ class GuestVM:
                    "collect_s": time.monotonic() - t_hello})
         self.collect_errors = [str(e) for e in collected.get("errors", [])]
         self.alive = True
+        report_stage(self.kernel.label, "running")
         log.info("%s ready in %.1fs (%s)", self.kernel.label, self.info.boot_s,
                  self.info.release)
 
@@ -229,6 +252,7 @@ class GuestVM:
                 raise
             if msg.get("op") == "progress":
                 clock.progress(str(msg.get("stage", "")))
+                report_stage(self.kernel.label, f"booting: {msg.get('stage', '')}")
                 continue
             if msg.get("op") == "fatal":
                 raise BootError(f"{self.kernel.label}: the guest agent failed before it was "
@@ -266,6 +290,36 @@ class GuestVM:
                             self.console_tail(), hint=f"see the console log {self.console_log}"
                             " ; a slow host may need a larger --boot-timeout or fewer "
                             "parallel VMs (-n)")
+
+    def open_shell(self, *, rows: int = 40, cols: int = 120, banner: str = "",
+                   keep: str = "") -> None:
+        """Have the agent serve an interactive shell on the shell port (instead of cases):
+        `kmatrix attach` connects to `options.shell_socket`. `keep`: the node id of a
+        failed case whose process and namespaces the agent keeps as they were."""
+        if self._conn is None or self.options.shell_socket is None:
+            raise VMLostError(f"{self.kernel.label}: no shell port on this VM")
+        self._conn.sendall(encode({"op": "shell", "label": self.kernel.label, "rows": rows,
+                                   "cols": cols, "banner": banner, "keep": keep}))
+        deadline = time.monotonic() + 60
+        while True:
+            msg = self._recv(deadline)
+            if msg.get("op") == "shell":
+                return
+            self._note(msg)
+
+    def release(self) -> int:
+        """Let the VM outlive this process (--keep-failed): the leash stops watching us;
+        the VM ends when its shell does. The leash's pid."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            raise VMLostError(f"{self.kernel.label}: VM is not running")
+        proc.send_signal(leash.RELEASE_SIGNAL)
+        self.alive = False
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._tmp = None  # its control socket folder is the released VM's now
+        return proc.pid
 
     def close(self, *, graceful: bool = True) -> None:
         """Stop the VM; always reap and clean up. `graceful`: ask the agent to shut the
@@ -332,14 +386,10 @@ class GuestVM:
         self._nodeid_of[req_id] = nodeid
         try:
             self._conn.sendall(encode({"op": "run", "id": req_id, "nodeid": nodeid,
-                                       "timeout": timeout, "evidence": evidence}))
-            deadline = time.monotonic() + timeout + self.options.watchdog_grace
-            while True:
-                msg = self._recv(deadline)
-                if msg.get("op") in ("late", "probes"):
-                    self._note(msg)
-                elif msg.get("op") == "result" and msg.get("id") == req_id:
-                    return msg
+                                       "timeout": timeout, "evidence": evidence,
+                                       "hold_on_failure": self.hold_on_failure}))
+            return self._await_verdict(
+                req_id, time.monotonic() + timeout + self.options.watchdog_grace)
         except TimeoutError as exc:  # before OSError: TimeoutError is an OSError
             self._lost(f"the guest stopped answering: no verdict for {nodeid} within "
                        f"{timeout + self.options.watchdog_grace:.0f}s (host watchdog)",
@@ -347,26 +397,6 @@ class GuestVM:
         except (EOFError, OSError) as exc:
             self._lost(f"the guest died while running {nodeid}", mark, exc)
         raise AssertionError("unreachable")
-
-    def _note(self, msg: Message) -> None:
-        """What the agent says between verdicts: late kernel messages of a case, probes."""
-        if msg.get("op") == "late":
-            nodeid = self._nodeid_of.get(int(msg.get("id", -1)))
-            if nodeid is not None:
-                self.late.setdefault(nodeid, []).extend(str(m) for m in msg.get("dmesg", []))
-        elif msg.get("op") == "probes" and self.info is not None:
-            self.info.probes.update(msg.get("results", {}))
-            self.info.probe_dmesg.extend(str(m) for m in msg.get("dmesg", []))
-            self.info.guest["probe_s"] = self.info.guest.get("probe_s", 0.0) + float(
-                msg.get("seconds", 0.0))
-            if msg.get("crosscheck"):
-                self.info.crosscheck = dict(msg["crosscheck"])
-
-    def take_late(self) -> dict[str, list[str]]:
-        """Kernel messages that arrived after their case's verdict: guest node id -> lines
-        (each handed out once)."""
-        late, self.late = self.late, {}
-        return late
 
     def _lost(self, what: str, mark: int, exc: BaseException) -> None:
         self.alive = False
@@ -385,22 +415,6 @@ class GuestVM:
         raise VMLostError(f"{self.kernel.label}: {what}", tail, panic) from exc
 
     # -- console -------------------------------------------------------------------------
-    def console_size(self) -> int:
-        try:
-            return self.console_log.stat().st_size
-        except OSError:
-            return 0
-
-    def console_since(self, offset: int) -> str:
-        with open(self.console_log, "rb") as fh:
-            fh.seek(offset)
-            return fh.read().decode(errors="replace")
-
-    def console_tail(self, lines: int = _CONSOLE_TAIL_LINES) -> str:
-        text = self.console_since(self._console_start)
-        return "\n".join(text.splitlines()[-lines:])
-
-
 def stop_leashed(proc: subprocess.Popen[bytes]) -> None:
     """End a process started on a leash: SIGTERM makes the leash kill vng, virtme-run and
     QEMU; if it does not exit in time, SIGKILL it and every descendant it left."""

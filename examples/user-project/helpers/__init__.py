@@ -1,0 +1,1 @@
+"""The project's helper modules (importable in the guest: the project is on its path)."""
