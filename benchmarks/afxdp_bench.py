@@ -19,13 +19,11 @@ an emulated one: read the ratios as rough relative figures only.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.guest_driver import publish, run_kernels, run_node, write_request
+from benchmarks.guest_driver import bench_parser, drive, run_node
 from benchmarks.svg_plot import ratio_bars
 from harness.guest.bench.afxdp import PATHS, SIZE
 from harness.guest.bench.afxdp import ratios as path_ratios
@@ -98,9 +96,7 @@ def write_svg(results: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--kernel", action="append", required=True,
-                    help="kernel spec (debian:6.12, an image path, ...); repeat for more")
+    ap = bench_parser(__doc__)
     ap.add_argument("--duration", type=float, default=1.0,
                     help="seconds per measurement (blast and RR each; TCG is slow)")
     ap.add_argument("--size", type=int, default=SIZE, help="UDP payload bytes")
@@ -108,20 +104,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="rounds per path after a warm-up, path order rotated; median kept")
     ap.add_argument("--mode", choices=("skb", "drv"), default="skb",
                     help="XDP mode of the steering program on the veth")
-    ap.add_argument("--accel", default="auto")
-    ap.add_argument("--boot-timeout", type=float, default=900.0,
-                    help="seconds to wait for the guest agent (a loaded host boots slowly)")
-    ap.add_argument("--out", type=Path, default=None, help="output folder")
     args = ap.parse_args(argv)
-    out_dir = args.out or Path("results") / f"afxdp-bench-{time.strftime('%Y%m%d-%H%M%S')}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_request("afxdp-bench", {"duration": args.duration, "paths": list(PATHS),
-                                  "size": args.size, "rounds": args.rounds,
-                                  "mode": args.mode})
-    results, failed = run_kernels(
-        args.kernel, lambda spec: run_kernel(spec, out_dir, args.duration, args.rounds,
-                                             args.accel, args.boot_timeout))
-    return publish("afxdp-bench", results, failed, out_dir, ratios, write_svg, print_table)
+    request = {"duration": args.duration, "paths": list(PATHS), "size": args.size,
+               "rounds": args.rounds, "mode": args.mode}
+    return drive("afxdp-bench", args, request,
+                 lambda spec, out_dir: run_kernel(spec, out_dir, args.duration, args.rounds,
+                                                 args.accel, args.boot_timeout),
+                 ratios, write_svg, print_table)
 
 
 if __name__ == "__main__":

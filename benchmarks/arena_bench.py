@@ -19,13 +19,11 @@ and even the ratios are distorted: read them as rough relative figures only.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.guest_driver import publish, run_kernels, run_node, write_request
+from benchmarks.guest_driver import bench_parser, drive, run_node
 from benchmarks.svg_plot import ratio_bars
 from harness.guest.bench.arena import (
     BASE_READ,
@@ -137,29 +135,19 @@ def write_svg(results: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--kernel", action="append", required=True,
-                    help="kernel spec (debian:6.12, an image path, ...); repeat for more")
+    ap = bench_parser(__doc__)
     ap.add_argument("--repeat", type=int, default=DEFAULT_REPEAT,
                     help="BPF_PROG_TEST_RUN runs per update measurement")
     ap.add_argument("--reads", type=int, default=DEFAULT_READS,
                     help="full-table reads per read measurement")
     ap.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
                     help="rounds after a warm-up, order rotated; the median is kept")
-    ap.add_argument("--accel", default="auto")
-    ap.add_argument("--boot-timeout", type=float, default=900.0,
-                    help="seconds to wait for the guest agent (a loaded host boots slowly)")
-    ap.add_argument("--out", type=Path, default=None, help="output folder")
     args = ap.parse_args(argv)
-    out_dir = args.out or Path("results") / f"arena-bench-{time.strftime('%Y%m%d-%H%M%S')}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_request("arena-bench", {"repeat": args.repeat, "reads": args.reads,
-                                  "rounds": args.rounds})
-    results, failed = run_kernels(
-        args.kernel, lambda spec: run_kernel(spec, out_dir, args.repeat, args.reads,
-                                             args.rounds, args.accel, args.boot_timeout))
-    failed += sum(1 for result in results if result.get("checks"))
-    return publish("arena-bench", results, failed, out_dir, ratios, write_svg, print_table)
+    request = {"repeat": args.repeat, "reads": args.reads, "rounds": args.rounds}
+    return drive("arena-bench", args, request,
+                 lambda spec, out_dir: run_kernel(spec, out_dir, args.repeat, args.reads,
+                                                 args.rounds, args.accel, args.boot_timeout),
+                 ratios, write_svg, print_table)
 
 
 if __name__ == "__main__":

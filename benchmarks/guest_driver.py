@@ -3,6 +3,7 @@ pull the JSON line it printed out of the verdict; then the same over several ker
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -15,6 +16,27 @@ from harness.bpf.compile import OBJECTS_ENV, object_set
 from harness.paths import cache_root
 from harness.targets.qemu.accel import choose
 from harness.targets.qemu.vm import GuestVM, VMOptions
+
+
+def bench_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every driver takes (--kernel, --accel, --boot-timeout, --out); the
+    driver adds its own. The description is the first paragraph of `doc`."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--kernel", action="append", required=True,
+                    help="kernel spec (debian:6.12, an image path, ...); repeat for more")
+    ap.add_argument("--accel", default="auto")
+    ap.add_argument("--boot-timeout", type=float, default=900.0,
+                    help="seconds to wait for the guest agent (a loaded host boots slowly)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="output folder (default: results/NAME-DATE-TIME)")
+    return ap
+
+
+def out_folder(out: Path | None, name: str) -> Path:
+    """--out, or results/NAME-DATE-TIME; made."""
+    folder = out or Path("results") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def extract(verdict: dict[str, Any], marker: str) -> dict[str, Any]:
@@ -84,3 +106,18 @@ def publish(name: str, results: list[dict[str, Any]], failed: int, out_dir: Path
     print_table(results)
     print(f"\nwrote {out_dir / f'{stem}.json'} and {out_dir / f'{stem}.svg'}")
     return 1 if failed else 0
+
+
+def drive(name: str, args: argparse.Namespace, request: dict[str, Any],
+          run_one: Callable[[str, Path], dict[str, Any]],
+          ratios: Callable[[dict[str, Any]], Any],
+          write_svg: Callable[[list[dict[str, Any]], Path], None],
+          print_table: Callable[[list[dict[str, Any]]], None]) -> int:
+    """A driver's main after its options: the output folder, the guest's request,
+    run_one(spec, out_dir) on each --kernel, then `publish`. A kernel whose result carries
+    failed self-checks ("checks") counts as failed."""
+    out_dir = out_folder(args.out, name)
+    write_request(name, request)
+    results, failed = run_kernels(args.kernel, lambda spec: run_one(spec, out_dir))
+    failed += sum(1 for result in results if result.get("checks"))
+    return publish(name, results, failed, out_dir, ratios, write_svg, print_table)

@@ -15,13 +15,11 @@ emulated CPU, not the data path, dominates): read them as rough relative figures
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.guest_driver import publish, run_kernels, run_node, write_request
+from benchmarks.guest_driver import bench_parser, drive, run_node
 from benchmarks.svg_plot import ratio_bars
 from harness.guest.bench.netkit import PATHS, RR_SIZE, WRITE_SIZE
 
@@ -106,27 +104,20 @@ def write_svg(results: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--kernel", action="append", required=True,
-                    help="kernel spec (debian:6.12, an image path, ...); repeat for more")
+    ap = bench_parser(__doc__)
     ap.add_argument("--duration", type=float, default=1.0,
                     help="seconds per measurement (stream and RR each; TCG is slow)")
     ap.add_argument("--rr-size", type=int, default=RR_SIZE, help="RR message size in bytes")
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds per path after a warm-up, path order rotated; median kept")
-    ap.add_argument("--accel", default="auto")
-    ap.add_argument("--boot-timeout", type=float, default=900.0,
-                    help="seconds to wait for the guest agent (a loaded host boots slowly)")
-    ap.add_argument("--out", type=Path, default=None, help="output folder")
     args = ap.parse_args(argv)
-    out_dir = args.out or Path("results") / f"netkit-bench-{time.strftime('%Y%m%d-%H%M%S')}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_request("netkit-bench", {"duration": args.duration, "paths": list(PATHS),
-                                   "rr_size": args.rr_size, "rounds": args.rounds})
-    results, failed = run_kernels(
-        args.kernel, lambda spec: run_kernel(spec, out_dir, args.duration, args.rounds,
-                                      args.accel, args.boot_timeout))
-    return publish("netkit-bench", results, failed, out_dir, ratios, write_svg, print_table)
+    request = {"duration": args.duration, "paths": list(PATHS), "rr_size": args.rr_size,
+               "rounds": args.rounds}
+    return drive("netkit-bench", args, request,
+                 lambda spec, out_dir: run_kernel(spec, out_dir, args.duration, args.rounds,
+                                                 args.accel, args.boot_timeout),
+                 ratios, write_svg, print_table)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,13 +18,11 @@ other, not with bare metal.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.guest_driver import publish, run_kernels, run_node, write_request
+from benchmarks.guest_driver import bench_parser, drive, run_node
 from benchmarks.svg_plot import ratio_bars
 from harness.guest.bench.sock_iter import KINDS
 
@@ -95,30 +93,20 @@ def write_svg(results: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--kernel", action="append", required=True,
-                    help="kernel spec (debian:6.12, an image path, ...); repeat for more")
+    ap = bench_parser(__doc__)
     ap.add_argument("--sockets", type=int, default=10000,
                     help="sockets in the one-namespace setup")
     ap.add_argument("--namespaces", type=int, default=100,
                     help="namespaces in the many-namespace setup")
     ap.add_argument("--per-ns", type=int, default=100, help="sockets per namespace there")
     ap.add_argument("--rounds", type=int, default=5, help="timed walks after a warm-up")
-    ap.add_argument("--accel", default="auto")
-    ap.add_argument("--boot-timeout", type=float, default=900.0,
-                    help="seconds to wait for the guest agent (a loaded host boots slowly)")
-    ap.add_argument("--out", type=Path, default=None, help="output folder")
     args = ap.parse_args(argv)
-    out_dir = args.out or Path("results") / f"sock-iter-bench-{time.strftime('%Y%m%d-%H%M%S')}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_request("sock-iter-bench", {"sockets": args.sockets, "namespaces": args.namespaces,
-                                      "per_ns": args.per_ns, "rounds": args.rounds,
-                                      "kinds": list(KINDS)})
-    results, failed = run_kernels(
-        args.kernel, lambda spec: run_kernel(spec, out_dir, args.sockets, args.rounds,
-                                             args.accel, args.boot_timeout))
-    return publish("sock-iter-bench", results, failed, out_dir, ratios, write_svg,
-                   print_table)
+    request = {"sockets": args.sockets, "namespaces": args.namespaces, "per_ns": args.per_ns,
+               "rounds": args.rounds, "kinds": list(KINDS)}
+    return drive("sock-iter-bench", args, request,
+                 lambda spec, out_dir: run_kernel(spec, out_dir, args.sockets, args.rounds,
+                                                 args.accel, args.boot_timeout),
+                 ratios, write_svg, print_table)
 
 
 if __name__ == "__main__":

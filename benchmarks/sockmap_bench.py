@@ -15,13 +15,11 @@ Under TCG every absolute number is an emulated one; the ratios are what to read.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.guest_driver import publish, run_kernels, run_node, write_request
+from benchmarks.guest_driver import bench_parser, drive, run_node
 from benchmarks.svg_plot import COLOURS, Series, human, ratio_lines
 from harness.guest.bench.sockmap import PATHS, SIZES
 
@@ -107,27 +105,19 @@ def write_svg(results: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--kernel", action="append", required=True,
-                    help="kernel spec (debian:6.12, an image path, ...); repeat for more")
+    ap = bench_parser(__doc__)
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)),
                     help="message sizes in bytes, comma separated")
     ap.add_argument("--duration", type=float, default=1.0,
                     help="seconds per measurement point (TCG is slow: keep it short)")
-    ap.add_argument("--accel", default="auto")
-    ap.add_argument("--boot-timeout", type=float, default=900.0,
-                    help="seconds to wait for the guest agent (a loaded host boots slowly)")
-    ap.add_argument("--out", type=Path, default=None, help="output folder")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
-    out_dir = args.out or Path("results") / f"sockmap-bench-{time.strftime('%Y%m%d-%H%M%S')}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_request("sockmap-bench", {"sizes": sizes, "duration": args.duration,
-                                    "paths": list(PATHS)})
-    results, failed = run_kernels(
-        args.kernel, lambda spec: run_kernel(spec, out_dir, sizes, args.duration, args.accel,
-                                      args.boot_timeout))
-    return publish("sockmap-bench", results, failed, out_dir, ratios, write_svg, print_table)
+    request = {"sizes": sizes, "duration": args.duration, "paths": list(PATHS)}
+    return drive("sockmap-bench", args, request,
+                 lambda spec, out_dir: run_kernel(spec, out_dir, sizes, args.duration, args.accel,
+                                                 args.boot_timeout),
+                 ratios, write_svg, print_table)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,6 +19,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "array_map.h"
 
 #define MAX_QUEUES 64
 #define ETH_P_IP 0x0800
@@ -68,19 +69,9 @@ struct {
 	__type(value, __u32);
 } xsks SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct bypass_conf);
-} conf SEC(".maps");
+ARRAY_MAP(conf, 1, struct bypass_conf);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, NR_COUNTS);
-	__type(key, __u32);
-	__type(value, __u64);
-} counts SEC(".maps");
+ARRAY_MAP(counts, NR_COUNTS, __u64);
 
 static __always_inline void count(__u32 key, __u64 n)
 {

@@ -5,23 +5,6 @@
  * (cases/test_arena_faults.py).
  * Programs: arena_op (arena_ops.h).
  */
-#define BPF_NO_KFUNC_PROTOTYPES
-#include "vmlinux.h"
-#include <bpf/bpf_helpers.h>
-
-char LICENSE[] SEC("license") = "GPL";
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARENA);
-	__uint(map_flags, BPF_F_MMAPABLE | BPF_F_NO_USER_CONV);
-	__uint(max_entries, 4);
-} arena SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} not_arena SEC(".maps");
-
+#define ARENA_PAGES 4
+#define ARENA_FLAGS BPF_F_NO_USER_CONV
 #include "arena_ops.h"

@@ -16,6 +16,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "arena_common.h"
+#include "array_map.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -37,12 +38,7 @@ struct probe_args {
 	__u64 final;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct probe_args);
-} xdp_ctl SEC(".maps");
+ARRAY_MAP(xdp_ctl, 1, struct probe_args);
 
 #define LAST_WORD (ARENA_PAGE_SIZE / sizeof(__u64) - 1)
 

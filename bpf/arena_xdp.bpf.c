@@ -22,6 +22,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "arena_common.h"
+#include "array_map.h"
 
 #define ETH_P_IP 0x0800
 #define TABLE_MAGIC 0x6b6d7874616231ULL /* "kmxtab1" */
@@ -62,12 +63,7 @@ struct xdp_ctl {
 	__u64 created;		/* tables table_count_alloc created */
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct xdp_ctl);
-} ctl SEC(".maps");
+ARRAY_MAP(ctl, 1, struct xdp_ctl);
 
 struct table __arena * __arena root;
 
@@ -128,8 +124,9 @@ static __always_inline int count(struct xdp_md *ctx, struct xdp_ctl *c,
 	return XDP_PASS;
 }
 
-SEC("xdp")
-int table_count(struct xdp_md *ctx)
+/* Count a test packet in the table; with `may_alloc` (a constant: the branch is compiled
+ * out of table_count, which must load where XDP may not allocate) make the table first. */
+static __always_inline int count_packet(struct xdp_md *ctx, bool may_alloc)
 {
 	__u32 zero = 0;
 	struct xdp_ctl *c = bpf_map_lookup_elem(&ctl, &zero);
@@ -142,27 +139,10 @@ int table_count(struct xdp_md *ctx)
 	if (slot < 0)
 		return XDP_PASS;
 	t = root;
-	if (!t) {
+	if (!t && !may_alloc) {
 		__sync_fetch_and_add(&c->no_table, 1);
 		return XDP_PASS;
 	}
-	return count(ctx, c, t, slot);
-}
-
-SEC("xdp")
-int table_count_alloc(struct xdp_md *ctx)
-{
-	__u32 zero = 0;
-	struct xdp_ctl *c = bpf_map_lookup_elem(&ctl, &zero);
-	struct table __arena *t;
-	long slot;
-
-	if (!c)
-		return XDP_PASS;
-	slot = test_slot(ctx, c->port);
-	if (slot < 0)
-		return XDP_PASS;
-	t = root;
 	if (!t) {
 		t = bpf_arena_alloc_pages(&arena, NULL, 1, NUMA_NO_NODE, 0);
 		if (!t) {
@@ -175,4 +155,16 @@ int table_count_alloc(struct xdp_md *ctx)
 		__sync_fetch_and_add(&c->created, 1);
 	}
 	return count(ctx, c, t, slot);
+}
+
+SEC("xdp")
+int table_count(struct xdp_md *ctx)
+{
+	return count_packet(ctx, false);
+}
+
+SEC("xdp")
+int table_count_alloc(struct xdp_md *ctx)
+{
+	return count_packet(ctx, true);
 }

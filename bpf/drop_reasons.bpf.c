@@ -27,6 +27,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include "array_map.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -61,12 +62,7 @@ struct {
 	__type(value, char[SYM_LEN]);
 } syms SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, CFG_LEN);
-	__type(key, __u32);
-	__type(value, __u64);
-} cfg SEC(".maps");
+ARRAY_MAP(cfg, CFG_LEN, __u64);
 
 static __always_inline bool ignored(void)
 {

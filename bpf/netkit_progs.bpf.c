@@ -21,6 +21,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_core_read.h>
+#include "array_map.h"
 
 #define NR_SLOTS 8
 #define TRACE_LEN 32
@@ -42,28 +43,13 @@ struct obs {
 	__u16 tailroom;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, NR_CFG);
-	__type(key, __u32);
-	__type(value, __u32);
-} cfg SEC(".maps");
+ARRAY_MAP(cfg, NR_CFG, __u32);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, NR_SLOTS);
-	__type(key, __u32);
-	__type(value, __s32);
-} action SEC(".maps");
+ARRAY_MAP(action, NR_SLOTS, __s32);
 
 #include "run_trace.h"
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, NR_SLOTS);
-	__type(key, __u32);
-	__type(value, struct obs);
-} obs SEC(".maps");
+ARRAY_MAP(obs, NR_SLOTS, struct obs);
 
 static __always_inline __u32 cfg_get(__u32 idx)
 {

@@ -8,18 +8,14 @@
 #define BPF_NO_KFUNC_PROTOTYPES
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include "array_map.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
 extern int bpf_sock_destroy(struct sock_common *sk) __ksym;
 
 /* cfg[0]: local port to destroy (0: none); cfg[1]: sockets destroyed */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
-	__type(key, __u32);
-	__type(value, __u32);
-} cfg SEC(".maps");
+ARRAY_MAP(cfg, 2, __u32);
 
 SEC("iter/tcp")
 int probe_sock_destroy(struct bpf_iter__tcp *ctx)

@@ -10,6 +10,8 @@
 #ifndef KMX_RUN_TRACE_H
 #define KMX_RUN_TRACE_H
 
+#include "array_map.h"
+
 #ifndef ETH_P_IP
 #define ETH_P_IP 0x0800
 #endif
@@ -17,19 +19,9 @@
 #define ETH_HLEN 14
 #endif
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, NR_SLOTS);
-	__type(key, __u32);
-	__type(value, __u64);
-} hits SEC(".maps");
+ARRAY_MAP(hits, NR_SLOTS, __u64);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, TRACE_LEN + 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} trace SEC(".maps");
+ARRAY_MAP(trace, TRACE_LEN + 1, __u32);
 
 /* An IPv4 UDP packet (no IP options) to `port`: the test's own traffic, so background
  * traffic cannot change a count. Port 0 matches nothing. */

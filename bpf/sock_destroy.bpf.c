@@ -24,6 +24,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
+#include "array_map.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -39,12 +40,7 @@ struct destroyed_val {
 	__u32 calls;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
-	__type(key, __u32);
-	__type(value, __u32);
-} cfg SEC(".maps");
+ARRAY_MAP(cfg, 2, __u32);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

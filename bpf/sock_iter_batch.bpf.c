@@ -12,6 +12,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "array_map.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -21,12 +22,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define CFG_PORT_MASK 3
 #define CFG_PORT2 4
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 5);
-	__type(key, __u32);
-	__type(value, __u32);
-} cfg SEC(".maps");
+ARRAY_MAP(cfg, 5, __u32);
 
 static __always_inline __u32 cfg_get(__u32 idx)
 {

@@ -13,6 +13,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "array_map.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -30,20 +31,10 @@ struct cc_conf {
 	__u32 port;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct cc_conf);
-} conf SEC(".maps");
+ARRAY_MAP(conf, 1, struct cc_conf);
 
 /* 0: matched, 1: changed, 2: errors */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 3);
-	__type(key, __u32);
-	__type(value, __u32);
-} stats SEC(".maps");
+ARRAY_MAP(stats, 3, __u32);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -5,6 +5,7 @@
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include "array_map.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -42,28 +43,13 @@ struct prog_config {
 	__u32 cork_bytes;	/* sk_msg: bpf_msg_cork_bytes() when nonzero */
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct prog_config);
-} prog_cfg SEC(".maps");
+ARRAY_MAP(prog_cfg, 1, struct prog_config);
 
 /* 0 parser calls, 1 skb verdict calls, 2 msg verdict calls, 3 next log slot */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 4);
-	__type(key, __u32);
-	__type(value, __u64);
-} prog_counts SEC(".maps");
+ARRAY_MAP(prog_counts, 4, __u64);
 
 /* lengths seen by the verdict programs, in order */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, LOG_LEN);
-	__type(key, __u32);
-	__type(value, __u32);
-} len_log SEC(".maps");
+ARRAY_MAP(len_log, LOG_LEN, __u32);
 
 static __always_inline struct prog_config *cfg(void)
 {

@@ -9,6 +9,7 @@
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include "array_map.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -36,19 +37,9 @@ struct redir_config {
 	__u32 flags;	/* 0 (egress) or BPF_F_INGRESS */
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct redir_config);
-} redir_cfg SEC(".maps");
+ARRAY_MAP(redir_cfg, 1, struct redir_config);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 3);
-	__type(key, __u32);
-	__type(value, __u64);
-} redir_stats SEC(".maps");
+ARRAY_MAP(redir_stats, 3, __u64);
 
 static __always_inline void count(__u32 idx, __u64 n)
 {

@@ -14,6 +14,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "array_map.h"
 
 #define NR_SLOTS 16
 #define TRACE_LEN 32
@@ -22,12 +23,7 @@
 char LICENSE[] SEC("license") = "GPL";
 
 /* cfg[0]: UDP destination port (host order) the programs react to; 0 = none */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} cfg SEC(".maps");
+ARRAY_MAP(cfg, 1, __u32);
 
 #include "run_trace.h"
 

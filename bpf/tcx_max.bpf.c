@@ -7,15 +7,11 @@
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include "array_map.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 64);
-	__type(key, __u32);
-	__type(value, __u64);
-} count SEC(".maps");
+ARRAY_MAP(count, 64, __u64);
 
 #define PROG(a, b)                                              \
 	SEC("tc")                                               \

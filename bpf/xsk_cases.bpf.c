@@ -23,25 +23,16 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "array_map.h"
 
 #include "xsk_common.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
 /* cfg[0]: first UDP destination port (host order); cfg[1]: how many ports */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
-	__type(key, __u32);
-	__type(value, __u32);
-} cfg SEC(".maps");
+ARRAY_MAP(cfg, 2, __u32);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} meta_failed SEC(".maps");
+ARRAY_MAP(meta_failed, 1, __u64);
 
 static __always_inline __u32 cfg_get(__u32 idx)
 {

@@ -9,6 +9,8 @@
 #ifndef KMATRIX_XSK_COMMON_H
 #define KMATRIX_XSK_COMMON_H
 
+#include "array_map.h"
+
 #define MAX_QUEUES 64
 #define NR_ACTIONS (XDP_REDIRECT + 1)
 #define ETH_P_IP 0x0800
@@ -20,19 +22,9 @@ struct {
 	__type(value, __u32);
 } xsks SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MAX_QUEUES);
-	__type(key, __u32);
-	__type(value, __u64);
-} seen SEC(".maps");
+ARRAY_MAP(seen, MAX_QUEUES, __u64);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, NR_ACTIONS);
-	__type(key, __u32);
-	__type(value, __u64);
-} verdicts SEC(".maps");
+ARRAY_MAP(verdicts, NR_ACTIONS, __u64);
 
 /* Count `action` in verdicts[] and return it. */
 static __always_inline int verdict(int action)

@@ -26,18 +26,14 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "array_map.h"
 
 #include "xsk_common.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
 /* cfg[0]: UDP destination port (host order) of the test's frames; 0 = every frame */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} cfg SEC(".maps");
+ARRAY_MAP(cfg, 1, __u32);
 
 /* An IPv4 UDP frame (no IP options) to the port in cfg[0], or any frame if that is 0. */
 static __always_inline bool is_test_frame(struct xdp_md *ctx)

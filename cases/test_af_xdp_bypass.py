@@ -49,6 +49,7 @@ from harness.guest.net.links import delete_link
 from harness.guest.net.netns import run_in_netns, socket_in
 from harness.guest.net.nics import Nic
 from harness.guest.net.packets import ETH_P_ALL, PACKET_OUTGOING, ping, udp_probe
+from harness.guest.net.sockets import read_exact
 from harness.guest.net.veth import create_veth_pair
 from harness.guest.wait import unique_name, wait_until
 from harness.guest.xdp import device, qemu
@@ -154,7 +155,7 @@ def tcp_stream(client_ns: str, server_ns: str, server_ip: str, size: int = TCP_B
                 conn, _ = listener.accept()
                 with conn:
                     conn.settimeout(timeout)
-                    got = _read_exact(conn, size)
+                    got = read_exact(conn, size)
                     conn.sendall(got[::-1])
                     box["server"] = got
             except BaseException as exc:
@@ -167,23 +168,13 @@ def tcp_stream(client_ns: str, server_ns: str, server_ip: str, size: int = TCP_B
                 cli.settimeout(timeout)
                 cli.connect((server_ip, listener.getsockname()[1]))
                 cli.sendall(payload)
-                echoed = _read_exact(cli, size)
+                echoed = read_exact(cli, size)
         finally:
             server.join(timeout)
     if "error" in box:
         raise AssertionError(f"TCP server side failed: {box['error']!r}")
     assert box.get("server") == payload, "the VM's stack received other bytes"
     assert echoed == payload[::-1], "the peer received other bytes back"
-
-
-def _read_exact(sock: socket.socket, size: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < size:
-        chunk = sock.recv(size - len(buf))
-        if not chunk:
-            raise ConnectionError(f"EOF after {len(buf)} of {size} bytes")
-        buf += chunk
-    return bytes(buf)
 
 
 # === the checks ================================================================================

@@ -39,6 +39,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from harness.guest import bpf as lb
 from harness.guest.bpf import counters
+from harness.guest.evidence.fixture import StackCounters
+from harness.guest.evidence.model import render
 from harness.guest.fixtures import KernelExpectations
 from harness.guest.net import genl
 from harness.guest.net import netkit as nk
@@ -848,11 +850,12 @@ def test_bpf_prog_attach_each_side(make_topo: Callable[..., Topo], progs: Progs)
 @pytest.mark.parametrize("code", ["pass", "drop", "next"])
 @pytest.mark.parametrize("side", ["primary", "peer"])
 def test_bpf_return_codes(
-    make_topo: Callable[..., Topo], progs: Progs, side: str, code: str
+    make_topo: Callable[..., Topo], progs: Progs, side: str, code: str,
+    stack_counters: StackCounters, record_property: Callable[[str, object], None]
 ) -> None:
     """Chain [nk1 -> code, nk2 -> PASS] on one side: NETKIT_PASS delivers and ends the
-    chain, NETKIT_DROP drops (counted as tx_dropped of the transmitting device) and ends
-    it, NETKIT_NEXT runs the next program."""
+    chain, NETKIT_DROP drops (counted as tx_dropped of the transmitting device, and by the
+    kernel's drop tracepoint) and ends it, NETKIT_NEXT runs the next program."""
     topo = make_topo()
     progs.set_action(1, {"pass": Action.PASS, "drop": Action.DROP, "next": Action.NEXT}[code])
     progs.set_action(2, Action.PASS)
@@ -867,6 +870,10 @@ def test_bpf_return_codes(
         assert (got, progs.trace(), dropped) == (5, [1] * 5, 0)
     elif code == "drop":
         assert (got, progs.trace(), dropped) == (0, [1] * 5, 5)
+        if stack_counters.counter is not None:  # the kernel freed them as drops
+            ev = stack_counters.delta()
+            assert ev.drop_count() >= 5, render(ev)
+            record_property("observed", "; ".join(d.text() for d in ev.drops))
     else:
         assert (got, progs.trace(), dropped) == (5, [1, 2] * 5, 0)
 

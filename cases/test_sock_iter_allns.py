@@ -48,7 +48,7 @@ from harness.guest.net.allns import (
     walk,
 )
 from harness.guest.net.netns import in_new_netns, remove_netns, run_in_netns
-from harness.guest.net.sockets import cookie
+from harness.guest.net.sockets import cookie, tcp_connection
 from harness.guest.uapi import libc
 
 MS_BIND = 4096
@@ -92,17 +92,11 @@ class Space:
 def populate(stack: contextlib.ExitStack) -> list[socket.socket]:
     """In the calling thread's namespace: a TCP listener, a connection to it (both ends), a
     bound UDP socket and an AF_UNIX pair."""
-    listener = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(4)
-    listener.settimeout(TIMEOUT)
-    client = stack.enter_context(socket.create_connection(listener.getsockname(),
-                                                          timeout=TIMEOUT))
-    server = stack.enter_context(listener.accept()[0])
+    tcp = tcp_connection(stack, timeout=TIMEOUT)
     udp = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
     udp.bind(("127.0.0.1", 0))
     pair = [stack.enter_context(s) for s in socket.socketpair()]
-    return [listener, client, server, udp, *pair]
+    return [*tcp, udp, *pair]
 
 
 def ns_inode(path: str) -> int:

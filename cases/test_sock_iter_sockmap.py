@@ -28,22 +28,12 @@ from harness.guest import bpf as lb
 from harness.guest.fixtures import KernelExpectations
 from harness.guest.net.allns import SockmapRecord, parse_records
 from harness.guest.net.netns import run_in_netns
-from harness.guest.net.sockets import cookie
+from harness.guest.net.sockets import cookie, tcp_connection
 
 MAP_TYPES = {"sockmap": lb.MapType.SOCKMAP, "sockhash": lb.MapType.SOCKHASH}
 TIMEOUT = 10.0
 Record = Callable[[str, object], None]
 
-
-def tcp_sockets(stack: contextlib.ExitStack) -> list[socket.socket]:
-    """A listener and both ends of a connection to it, in the calling thread's namespace."""
-    listener = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(4)
-    listener.settimeout(TIMEOUT)
-    client = stack.enter_context(socket.create_connection(listener.getsockname(),
-                                                          timeout=TIMEOUT))
-    return [listener, client, stack.enter_context(listener.accept()[0])]
 
 
 @contextlib.contextmanager
@@ -71,7 +61,7 @@ def test_sockets_of_several_namespaces(map_name: str, netns_factory: Callable[[]
         for name in (None, netns_factory(), netns_factory()):
             with run_in_netns(name):
                 spaces.append((os.stat("/proc/thread-self/ns/net").st_ino,
-                               tcp_sockets(stack)))
+                               list(tcp_connection(stack, timeout=TIMEOUT))))
         smap = stack.enter_context(lb.create_map(MAP_TYPES[map_name], 4, 8, 16,
                                                  name=f"kmx_{map_name}"))
         want: dict[int, SockmapRecord] = {}

@@ -562,12 +562,10 @@ def test_msg_drop_eacces(progs: Progs, attached: Attached,
     assert progs.count(MSG_CALLS) == 1
 
 
-@pytest.mark.requires("sockmap", "sk_msg")
-def test_msg_redirect_ingress_closes(progs: Progs, attached: Attached,
-                                    tcp_pairs: Callable[[], Pair]) -> None:
-    """sk_msg to the ingress of another socket: the target reads the bytes; closing the
-    sender's peer, then the sender itself, ends neither the target's stream nor puts
-    anything more on it (its connection is its own)."""
+def _msg_redirected_to_ingress(progs: Progs, attached: Attached,
+                               tcp_pairs: Callable[[], Pair]) -> tuple[Pair, Pair, bytes]:
+    """An sk_msg program redirecting src.a's sends to dst.a's ingress, and 10000 bytes
+    sent: (src, dst, the bytes)."""
     progs.configure(action=ACT_REDIRECT_INGRESS)
     attached.attach(progs.prog("prog_msg"), progs.sock_map, lb.BPF_SK_MSG_VERDICT)
     src, dst = tcp_pairs(), tcp_pairs()
@@ -575,6 +573,16 @@ def test_msg_redirect_ingress_closes(progs: Progs, attached: Attached,
     progs.sock_map.update(1, dst.a.fileno())
     data = payload(10000, 13)
     send_all(src.a, data, timeout=TIMEOUT)
+    return src, dst, data
+
+
+@pytest.mark.requires("sockmap", "sk_msg")
+def test_msg_redirect_ingress_closes(progs: Progs, attached: Attached,
+                                    tcp_pairs: Callable[[], Pair]) -> None:
+    """sk_msg to the ingress of another socket: the target reads the bytes; closing the
+    sender's peer, then the sender itself, ends neither the target's stream nor puts
+    anything more on it (its connection is its own)."""
+    src, dst, data = _msg_redirected_to_ingress(progs, attached, tcp_pairs)
     got = recv_exact(dst.a, len(data), timeout=TIMEOUT)
     assert got == data, first_difference(data, got)
     assert_nothing_arrives(src.b, grace=GRACE, what="the sender's own peer")
@@ -589,13 +597,7 @@ def test_msg_redirect_ingress_fionread(progs: Progs, attached: Attached,
                                       tcp_pairs: Callable[[], Pair],
                                       expect: KernelExpectations) -> None:
     """sk_msg to the ingress of another socket: FIONREAD on the target counts the bytes."""
-    progs.configure(action=ACT_REDIRECT_INGRESS)
-    attached.attach(progs.prog("prog_msg"), progs.sock_map, lb.BPF_SK_MSG_VERDICT)
-    src, dst = tcp_pairs(), tcp_pairs()
-    progs.sock_map.update(0, src.a.fileno())
-    progs.sock_map.update(1, dst.a.fileno())
-    data = payload(10000, 13)
-    send_all(src.a, data, timeout=TIMEOUT)
+    _src, dst, data = _msg_redirected_to_ingress(progs, attached, tcp_pairs)
     _wait_fionread(dst.a, data, expect, redirected=True)
     got = recv_exact(dst.a, len(data), timeout=TIMEOUT)
     assert got == data, first_difference(data, got)

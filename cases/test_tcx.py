@@ -38,6 +38,8 @@ from harness.guest.bpf import (
     counters,
     object_path,
 )
+from harness.guest.evidence.fixture import StackCounters
+from harness.guest.evidence.model import render
 from harness.guest.net.netns import run_in_netns
 from harness.guest.net.veth import VethPair
 from harness.guest.wait import wait_until
@@ -641,14 +643,26 @@ def test_pass_ends_chain(chain: Chain) -> None:
     assert chain.hits() == {5: 1}
 
 
-def test_drop(chain: Chain) -> None:
+def test_drop(chain: Chain, stack_counters: StackCounters,
+              record_property: Callable[[str, object], None]) -> None:
     """TCX_DROP drops the packet (it never arrives) and ends the chain; without the drop
-    program the same datagram is delivered and the rest of the chain runs."""
+    program the same datagram is delivered and the rest of the chain runs. The kernel's
+    own account agrees: 3 drops, with the TC_INGRESS/TC_EGRESS reason where the kernel has
+    it (the drop reasons of skb:kfree_skb)."""
     drop = chain.attach("tc_drop")
     chain.attach(1)
     chain.reset()
+    stack_counters.restart()
     assert chain.send(3, expect_delivery=False) == 0
     assert chain.hits() == {DROP: 3}
+    if stack_counters.counter is not None:
+        ev = stack_counters.delta()
+        want = "TC_INGRESS" if chain.target == BPF_TCX_INGRESS else "TC_EGRESS"
+        if want in stack_counters.counter.names.core.values():
+            assert ev.drop_count(want) == 3, render(ev)
+        else:  # older kernels free a TC_ACT_SHOT packet without a reason of its own
+            assert ev.drop_count() >= 3, render(ev)
+        record_property("observed", "; ".join(d.text() for d in ev.drops))
     drop.close()
     assert chain.run_once() == [1]
 

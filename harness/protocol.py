@@ -12,6 +12,7 @@ host -> guest: {"op": "run", "id": N, "nodeid": ..., "timeout": s}, {"op": "shut
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 from typing import Any
 
 PORT_NAME = "org.kmatrix.ctl"
@@ -40,3 +41,21 @@ class LineBuffer:
             if line:
                 out.append(json.loads(line))
         return out
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What one kernel should do about one feature, and why: computed on the host
+    (harness.matrix.features), sent to the guest with the run's set-up, which gates cases
+    with it (harness.guest.expect)."""
+
+    feature: str
+    #: the kernel must support it: a refusal fails the gated cases
+    expected: bool
+    #: expected / configured-out / too-old / unknown / override
+    state: str
+    #: one line for messages: "since 6.6, CONFIG_NET_XGRESS=y in its config"
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

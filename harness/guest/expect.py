@@ -15,19 +15,11 @@ from typing import Any, NoReturn
 
 import pytest
 
+from ..protocol import Expectation
 from .probes.base import ERROR, SUPPORTED, ProbeResult
 
 #: where the agent leaves the host's expectations in the guest session's config
 EXPECT_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
-
-
-@dataclass(frozen=True)
-class Expectation:
-    feature: str
-    expected: bool
-    #: expected / configured-out / too-old / unknown / override
-    state: str
-    reason: str
 
 
 def install(config: pytest.Config, table: dict[str, dict[str, Any]]) -> None:

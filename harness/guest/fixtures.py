@@ -18,8 +18,9 @@ from typing import Any, NoReturn
 
 import pytest
 
+from ..protocol import Expectation
 from .bpf import BpfObject, object_path
-from .expect import Expectation, expectation, refused
+from .expect import expectation, refused
 from .net.links import delete_link
 from .net.netns import create_netns, remove_netns
 from .net.nics import Nic, borrowed, root_nics

@@ -34,9 +34,11 @@ NICS_HELP = ("nics(kind='loop'): the VM of this case's kernel gets NICs (vng --n
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    # read by the host plugin; declared here too so the guest's pytest knows the key
+    # read by the host plugin; declared here too so the guest's pytest knows the keys
     parser.addini("kmatrix_case_dirs", type="paths", default=[],
                   help="folders whose tests run inside the guest (default: cases)")
+    parser.addini("kmatrix_default_cases", type="paths", default=[],
+                  help="what `kmatrix run` runs when given no test path (host side)")
 
 
 def pytest_configure(config: pytest.Config) -> None:

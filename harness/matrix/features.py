@@ -18,12 +18,13 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from ..paths import PROJECT_ROOT
+from ..protocol import Expectation
 
 FEATURES_FILE = PROJECT_ROOT / "images" / "features.toml"
 
@@ -47,22 +48,6 @@ class Feature:
     @property
     def since_text(self) -> str:
         return "not upstream" if self.since is None else f"{self.since[0]}.{self.since[1]}"
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """What one kernel should do about one feature, and why."""
-
-    feature: str
-    #: the kernel must support it: a refusal fails the gated cases
-    expected: bool
-    #: expected / configured-out / too-old / unknown / override
-    state: str
-    #: one line for messages: "since 6.6, CONFIG_NET_XGRESS=y in its config"
-    reason: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def parse_version(text: str) -> KVersion:

@@ -80,6 +80,9 @@ def add_options(parser: pytest.Parser) -> None:
                          "to N times, each on a fresh boot of the same kernel; one that then "
                          "passes is reported flaky (never a plain pass; the run does not "
                          "fail for it)")
+    group.addoption("--guest-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="an environment variable of the agent and the cases in the guest "
+                         "(repeatable)")
     group.addoption("--keep-failed", action="store_true", default=False,
                     help="leave the VM of the first failing case running after the run, the "
                          "case held before its teardown (its namespaces and objects as they "

@@ -15,9 +15,10 @@ from ..acquire.kernel import Kernel
 from ..acquire.spec import resolve_all
 from ..errors import ExitCode, InfraError, KmatrixError
 from ..guest.case_process import PROFILE_ENV
-from ..matrix.features import Expectation, expectations, load_features, read_config
+from ..matrix.features import expectations, load_features, read_config
 from ..matrix.kernels import overrides
 from ..paths import PROJECT_ROOT
+from ..protocol import Expectation
 from ..results.model import CaseResult, RunResults, Status
 from ..results.writers import write_all
 from ..targets.qemu.vm import VMOptions
@@ -89,8 +90,8 @@ class SessionState:
                       expect={label: {f: e.as_dict() for f, e in table.items()}
                               for label, table in expect.items()},
                       objects=objects_option(config),
-                      guest_env={PROFILE_ENV: "1"} if config.getoption("guest_profile")
-                      else {}, ssh=ssh, keep_failed=bool(config.getoption("keep_failed")),
+                      guest_env=guest_env(config), ssh=ssh,
+                      keep_failed=bool(config.getoption("keep_failed")),
                       project_bpf=project_bpf(config.rootpath))
         state = cls(kernels, [d.resolve() for d in dirs], config.getoption("case_timeout"),
                     results_dir, pool)
@@ -160,6 +161,19 @@ class SessionState:
             if statuses and all(s is Status.SKIP for s in statuses):
                 out[label] = len(statuses)
         return out
+
+
+def guest_env(config: pytest.Config) -> dict[str, str]:
+    """The guest's extra environment: --guest-env NAME=VALUE, --guest-profile."""
+    out: dict[str, str] = {}
+    for item in config.getoption("guest_env") or []:
+        name, sep, value = str(item).partition("=")
+        if not sep or not name:
+            raise pytest.UsageError(f"kmatrix: --guest-env {item!r}: give NAME=VALUE")
+        out[name] = value
+    if config.getoption("guest_profile"):
+        out[PROFILE_ENV] = "1"
+    return out
 
 
 def case_dirs(config: pytest.Config) -> list[Path]:

@@ -5,11 +5,13 @@ and the target's console log."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
-from ..protocol import Message
+from ..protocol import LineBuffer, Message
 
 #: lines of console shown with a boot or crash error
 CONSOLE_TAIL_LINES = 60
@@ -42,9 +44,59 @@ class AgentSession:
         self.late: dict[str, list[str]] = {}
         #: request id -> the guest node id it ran
         self._nodeid_of: dict[int, str] = {}
+        self._buf = LineBuffer()
+        self._pending: list[Message] = []
+        self._next_id = 0
+
+    # -- the agent's channel ----------------------------------------------------------------
+    def _read(self, timeout: float) -> bytes | None:
+        """Up to 64 KiB from the agent's channel: None when nothing came within `timeout`,
+        b"" when the channel ended (OSError when it broke)."""
+        raise NotImplementedError
 
     def _recv(self, deadline: float) -> Message:
+        """The agent's next message; TimeoutError at `deadline`, EOFError when the channel
+        ended."""
+        while not self._pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            data = self._read(min(left, 1.0))
+            if data is None:
+                continue
+            if not data:
+                raise EOFError
+            self._pending.extend(self._buf.feed(data))
+        return self._pending.pop(0)
+
+    def _drain_until_bye(self, deadline: float) -> None:
+        """After "shutdown": keep the last late kernel messages and probes, until "bye"."""
+        while True:
+            msg = self._recv(deadline)
+            if msg.get("op") in ("late", "probes"):
+                self._note(msg)
+            elif msg.get("op") == "bye":
+                return
+
+    # -- lifetime: start() brings the agent up (BootError when it does not come);
+    #    close(graceful) stops it, killing what is left when not graceful --------------------
+    def start(self) -> None:
         raise NotImplementedError
+
+    def close(self, *, graceful: bool = True) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close(graceful=False)
+            raise
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close(graceful=et is None)
 
     def _await_verdict(self, req_id: int, deadline: float) -> Message:
         """The verdict of request `req_id`; what comes before it is noted."""

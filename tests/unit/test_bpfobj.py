@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from c_facts import CFacts
 
 from harness.bpf import compile as bpfobj
 from harness.errors import CommandError, MissingToolError, UserError
@@ -286,43 +287,29 @@ ENUMS: list[tuple[type[IntEnum] | type[IntFlag], str]] = [
 ]
 
 
-def _c_probe_program() -> tuple[str, list[str]]:
-    lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <linux/bpf.h>",
-             "#include <linux/if_link.h>", "#include <bpf/bpf.h>", "#include <bpf/libbpf.h>",
-             "int main(void) {", 'printf("{\\n");']
-    keys: list[str] = []
-
-    def emit(key: str, expr: str) -> None:
-        keys.append(key)
-        lines.append(f'printf("\\"{key}\\": %lld,\\n", (long long)({expr}));')
-
+def _c_probe_program() -> CFacts:
+    facts = CFacts(["linux/bpf.h", "linux/if_link.h", "bpf/bpf.h", "bpf/libbpf.h"])
     for cls, ctype in STRUCTS.items():
-        emit(f"sizeof {cls.__name__}", f"sizeof({ctype})")
+        facts.emit(f"sizeof {cls.__name__}", f"sizeof({ctype})")
         fields: list[tuple[str, Any]] = cls._fields_  # type: ignore[assignment]
         for fname, *_ in fields:
             if fname in ("u", "_align"):
                 continue
-            emit(f"{cls.__name__}.{fname}", f"offsetof({ctype}, {fname})")
+            facts.emit(f"{cls.__name__}.{fname}", f"offsetof({ctype}, {fname})")
     for cls, member, sub in NESTED:
-        emit(f"{cls.__name__}.{member}.{sub}", f"offsetof({STRUCTS[cls]}, {member}.{sub})")
+        facts.emit(f"{cls.__name__}.{member}.{sub}",
+                   f"offsetof({STRUCTS[cls]}, {member}.{sub})")
     for enum, prefix in ENUMS:
         for item in enum:
-            emit(f"{enum.__name__}.{item.name}", f"{prefix}{item.name}")
-    lines += ['printf("\\"end\\": 0}\\n");', "return 0; }"]
-    return "\n".join(lines), keys
+            facts.emit(f"{enum.__name__}.{item.name}", f"{prefix}{item.name}")
+    return facts
 
 
 @pytest.fixture(scope="module")
 def c_facts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
     if not HAVE_GCC:
         pytest.skip("gcc or libbpf-dev headers missing")
-    tmp = tmp_path_factory.mktemp("cfacts")
-    source, _ = _c_probe_program()
-    (tmp / "facts.c").write_text(source)
-    subprocess.run(["gcc", "-o", str(tmp / "facts"), str(tmp / "facts.c")], check=True,
-                   capture_output=True, text=True)
-    out = subprocess.run([str(tmp / "facts")], check=True, capture_output=True, text=True)
-    yield json.loads(out.stdout)
+    yield _c_probe_program().run(tmp_path_factory.mktemp("cfacts"))
 
 
 @pytest.mark.parametrize("cls", list(STRUCTS), ids=lambda c: c.__name__)

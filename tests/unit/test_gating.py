@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.guest.expect import Expectation, gate
+from harness.guest.expect import gate
 from harness.guest.probes import run_probe
 from harness.guest.probes.base import ProbeResult, Unsupported
+from harness.protocol import Expectation
 
 pytest_plugins = ["pytester"]
 

@@ -6,14 +6,13 @@ harness.guest.xdp.uapi against what gcc sees in <linux/if_xdp.h>."""
 from __future__ import annotations
 
 import ctypes
-import json
 import shutil
 import struct
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from c_facts import CFacts
 
 from harness.guest.xdp import uapi
 from harness.guest.xdp.ring import (
@@ -343,27 +342,15 @@ ENUM_CONSTANTS = {f"XDP_{m.name}" for m in uapi.XdpAction}
 HEADER = Path("/usr/include/linux/if_xdp.h")
 
 
-def _c_program() -> str:
-    lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <linux/if_xdp.h>",
-             "#include <linux/if_link.h>", "#include <linux/bpf.h>",
-             "int main(void) {", 'printf("{\\n");']
-
-    def emit(key: str, expr: str) -> None:
-        lines.append(f'printf("\\"{key}\\": %llu,\\n", (unsigned long long)({expr}));')
-
+def _c_program() -> CFacts:
+    facts = CFacts(["linux/if_xdp.h", "linux/if_link.h", "linux/bpf.h"])
     for cls, ctype in STRUCTS.items():
-        emit(f"sizeof {cls.__name__}", f"sizeof({ctype})")
+        facts.emit(f"sizeof {cls.__name__}", f"sizeof({ctype})")
         for fname, *_ in cls._fields_:
-            emit(f"{cls.__name__}.{fname}", f"offsetof({ctype}, {fname})")
+            facts.emit(f"{cls.__name__}.{fname}", f"offsetof({ctype}, {fname})")
     for name in CONSTANTS:
-        if name in ENUM_CONSTANTS:
-            emit(name, name)
-        else:
-            lines.append(f"#ifdef {name}")
-            emit(name, name)
-            lines.append("#endif")
-    lines += ['printf("\\"end\\": 0}\\n");', "return 0; }"]
-    return "\n".join(lines)
+        facts.emit(name, name, if_defined=None if name in ENUM_CONSTANTS else name)
+    return facts
 
 
 @pytest.fixture(scope="module")
@@ -372,12 +359,7 @@ def c_facts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]
         pytest.skip("gcc is not installed: cannot compare with <linux/if_xdp.h>")
     if not HEADER.is_file():
         pytest.skip(f"{HEADER} is missing (linux-libc-dev not installed)")
-    tmp = tmp_path_factory.mktemp("xdpfacts")
-    (tmp / "facts.c").write_text(_c_program())
-    subprocess.run(["gcc", "-o", str(tmp / "facts"), str(tmp / "facts.c")], check=True,
-                   capture_output=True, text=True)
-    out = subprocess.run([str(tmp / "facts")], check=True, capture_output=True, text=True)
-    yield json.loads(out.stdout)
+    yield _c_program().run(tmp_path_factory.mktemp("xdpfacts"))
 
 
 @pytest.mark.parametrize("cls", list(STRUCTS), ids=lambda c: c.__name__)

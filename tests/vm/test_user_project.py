@@ -25,8 +25,8 @@ def test_project_cases_run_in_the_guest(tmp_path: Path) -> None:
     print(proc.stdout[-5000:], proc.stderr[-2000:])
     assert proc.returncode == 0, proc.stdout[-3000:]
     label = KERNEL.replace(":", "-")
-    assert f"mycases/test_count.py::test_counts_udp_at_tcx_ingress[{label}] PASSED" in \
-        proc.stdout
+    assert f"PASSED mycases/test_count.py::test_counts_udp_at_tcx_ingress[{label}]" in \
+        proc.stdout  # node ids relative to the project's rootdir
     got = outcomes(results / "junit.xml")
     assert got["test_counts_udp_at_tcx_ingress"][0] == "passed"
     assert got["test_sees_the_projects_helpers"][0] == "passed"

@@ -1,27 +1,35 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The project's own BPF object: count UDP packets to the port in cfg[0] at tcx ingress.
- * kmatrix compiles it with its own (clang-19, vmlinux.h, -I to kmatrix's bpf/ headers). */
+ * kmatrix compiles it as its own (clang-19, vmlinux.h; kmatrix's bpf/ headers are on the
+ * include path too). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "array_map.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} cfg SEC(".maps");
+ARRAY_MAP(cfg, 1, __u32);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} seen SEC(".maps");
+ARRAY_MAP(seen, 1, __u64);
 
-#include "run_trace.h"
+#define ETH_P_IP 0x0800
+#define ETH_HLEN 14
+
+static __always_inline bool is_udp4_to(struct __sk_buff *skb, __u32 port)
+{
+	struct iphdr ip;
+	struct udphdr udp;
+
+	if (!port || skb->protocol != bpf_htons(ETH_P_IP))
+		return false;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) || ip.protocol != IPPROTO_UDP ||
+	    ip.ihl != 5)
+		return false;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + sizeof(ip), &udp, sizeof(udp)))
+		return false;
+	return udp.dest == bpf_htons((__u16)port);
+}
 
 SEC("tcx/ingress")
 int count_udp(struct __sk_buff *skb)

@@ -35,6 +35,7 @@ from typing import Any
 
 from ..net.links import wait_for_oper_up
 from ..net.netns import create_netns, remove_netns, run_in_netns
+from ..net.sockets import read_exact
 from ..net.veth import create_veth_pair
 from ..wait import unique_name
 
@@ -167,16 +168,6 @@ def stream(ep: Endpoints, duration: float) -> dict[str, Any]:
         return {"bytes": received, "seconds": elapsed, "bps": received / elapsed}
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < size:
-        chunk = sock.recv(size - len(buf))
-        if not chunk:
-            raise ConnectionError(f"EOF after {len(buf)} of {size} bytes")
-        buf += chunk
-    return bytes(buf)
-
-
 def rr(ep: Endpoints, duration: float, size: int = RR_SIZE) -> dict[str, Any]:
     """`size`-byte ping-pong from ns_a to an echo thread in ns_b for `duration` s."""
     timeout = 10.0 + duration
@@ -189,7 +180,7 @@ def rr(ep: Endpoints, duration: float, size: int = RR_SIZE) -> dict[str, Any]:
             try:
                 while True:
                     try:
-                        data = _recv_exact(srv, size)
+                        data = read_exact(srv, size)
                     except ConnectionError:
                         return  # the client is done
                     srv.sendall(data)
@@ -206,7 +197,7 @@ def rr(ep: Endpoints, duration: float, size: int = RR_SIZE) -> dict[str, Any]:
             while time.monotonic() < stop or not rtts:
                 t = time.perf_counter()
                 cli.sendall(req)
-                got = _recv_exact(cli, size)
+                got = read_exact(cli, size)
                 rtts.append(time.perf_counter() - t)
                 if got != req:
                     raise AssertionError("rr: echo differs")

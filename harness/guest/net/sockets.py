@@ -288,6 +288,32 @@ def send_all(sock: socket.socket, data: bytes, *, timeout: float = 10.0) -> None
             break
 
 
+def tcp_connection(stack: contextlib.ExitStack, *, host: str = "127.0.0.1",
+                   timeout: float = 10.0) -> tuple[socket.socket, socket.socket, socket.socket]:
+    """In the calling thread's namespace: a TCP listener on `host` and both ends of a
+    connection to it, (listener, client, accepted server), closed with `stack`."""
+    listener = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+    listener.bind((host, 0))
+    listener.listen(4)
+    listener.settimeout(timeout)
+    client = stack.enter_context(socket.create_connection(listener.getsockname(),
+                                                          timeout=timeout))
+    return listener, client, stack.enter_context(listener.accept()[0])
+
+
+def read_exact(sock: socket.socket, size: int) -> bytes:
+    """Exactly `size` bytes of a stream in blocking recv() calls (the socket's own timeout
+    applies); ConnectionError at EOF before that. For loops where a poll per read would
+    cost too much (benchmarks, echo servers); cases use `recv_exact`."""
+    buf = bytearray()
+    while len(buf) < size:
+        chunk = sock.recv(size - len(buf))
+        if not chunk:
+            raise ConnectionError(f"EOF after {len(buf)} of {size} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
 def recv_exact(sock: socket.socket, size: int, *, timeout: float = 10.0,
                chunk: int = 1 << 18) -> bytes:
     """Exactly `size` bytes, concatenated over as many recv() calls as it takes; EOF before

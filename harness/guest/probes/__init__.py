@@ -56,6 +56,11 @@ _PROBES: dict[str, tuple[str, str, tuple[object, ...]]] = {
 }
 
 
+#: features only a VM with NICs can try (@pytest.mark.nics): a VM without them leaves
+#: them out of its table rather than calling the driver's feature missing
+NEEDS_NICS = frozenset({"xdp_native_virtio", "af_xdp_zc"})
+
+
 def probe_function(feature: str) -> Callable[[], str]:
     """The probe of `feature`, its module imported now (KeyError: unknown feature)."""
     module, name, args = _PROBES[feature]
@@ -126,5 +131,5 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["ERROR", "FEATURES", "SUPPORTED", "UNSUPPORTED", "ProbeResult", "probe",
+__all__ = ["ERROR", "FEATURES", "NEEDS_NICS", "SUPPORTED", "UNSUPPORTED", "ProbeResult", "probe",
            "probe_all", "remember", "run_probe"]

@@ -126,13 +126,27 @@ class _Loop:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._wake_r = self._wake_w = -1
-        if self.error is not None:
-            raise RuntimeError(f"{self.name} failed") from self.error
+        self.check()
 
     def check(self) -> None:
         """Raise now if the loop died."""
         if self.error is not None:
             raise RuntimeError(f"{self.name} failed") from self.error
+
+    def close(self) -> None:
+        """Release what the subclass holds (after `stop`)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            self.stop()
+        finally:
+            self.close()
 
 
 class _StreamPeer:
@@ -279,17 +293,6 @@ class XskBackend(_Loop):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        try:
-            self.stop()
-        finally:
-            self.close()
-
 
 #: the TUN/TAP clone device (devtmpfs makes it when the tun module loads)
 TUN_NODE = "/dev/net/tun"
@@ -380,17 +383,6 @@ class TapRelay(_Loop):
 
     def close(self) -> None:
         self.peer.sock.close()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        try:
-            self.stop()
-        finally:
-            self.close()
 
 
 @contextlib.contextmanager

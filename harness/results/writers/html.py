@@ -80,6 +80,12 @@ def _result(c: CaseResult) -> dict[str, Any]:
         out["o"] = c.observed
     if c.output:
         out["out"] = c.output
+    if c.evidence:  # what the stack counted and dropped during the case
+        from ...guest.evidence.model import render
+
+        stack = render(c.evidence)
+        if stack:
+            out["st"] = stack
     out["d"] = round(c.duration, 3)
     if c.guest_duration:
         out["g"] = round(c.guest_duration, 3)
@@ -451,6 +457,7 @@ _SCRIPT = r"""
       probeBlocks(k, probesNamed(k, c.suite, texts)),
       sections.map((s) => block(s[0], s[1])),
       block("observed behaviour", r.o),
+      block("the stack saw (counters, drop reasons)", r.st),
       block("output", r.out),
       k.boot_error ? block("kernel boot error", k.boot_error) : []);
   }

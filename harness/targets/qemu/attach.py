@@ -53,6 +53,8 @@ def attach(path: Path, stdin: int | None = None, stdout: int | None = None) -> s
                 os.write(fout, data)
             if fin in ready:
                 data = os.read(fin, 4096)
-                if not data or DETACH in data:
+                typed, detach, _ = data.partition(DETACH)
+                if typed:
+                    sock.sendall(typed)
+                if not data or detach:
                     return "detached"
-                sock.sendall(data)

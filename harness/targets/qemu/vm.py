@@ -20,7 +20,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
 from ... import kernel_log
@@ -30,7 +29,7 @@ from ...command import format_argv, which
 from ...errors import BootError, VMLostError
 from ...paths import PROJECT_ROOT, cache_root
 from ...progress import report_stage
-from ...protocol import PORT_NAME, SHELL_PORT_NAME, LineBuffer, Message, encode
+from ...protocol import PORT_NAME, SHELL_PORT_NAME, Message, encode
 from ..session import AgentSession, BootInfo
 from . import guestfs, leash
 from .accel import Accel
@@ -113,27 +112,12 @@ class GuestVM(AgentSession):
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: socket.socket | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._buf = LineBuffer()
-        self._pending: list[Message] = []
-        self._next_id = 0
         self._console_start = 0
         self.collect_errors: list[str] = []
         self._copier: threading.Thread | None = None
         self.alive = False
 
-    # -- lifetime -------------------------------------------------------------------------
-    def __enter__(self) -> GuestVM:
-        try:
-            self.start()
-        except BaseException:
-            self.close(graceful=False)
-            raise
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close(graceful=et is None)
-
+    # -- lifetime (entered as a context manager: AgentSession) ---------------------------
     @property
     def rootdir(self) -> Path:
         return self.options.rootdir or PROJECT_ROOT
@@ -346,34 +330,14 @@ class GuestVM(AgentSession):
             self._tmp.cleanup()
             self._tmp = None
 
-    def _drain_until_bye(self, deadline: float) -> None:
-        """After "shutdown": keep the last late kernel messages, until the agent's "bye"."""
-        while True:
-            msg = self._recv(deadline)
-            if msg.get("op") in ("late", "probes"):
-                self._note(msg)
-            elif msg.get("op") == "bye":
-                return
-
     # -- channel ---------------------------------------------------------------------------
-    def _recv(self, deadline: float) -> Message:
+    def _read(self, timeout: float) -> bytes | None:
         assert self._conn is not None
-        while not self._pending:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError
-            self._conn.settimeout(min(left, 1.0))
-            try:
-                data = self._conn.recv(65536)
-            except TimeoutError:
-                if self._proc is not None and self._proc.poll() is not None:
-                    data = b""
-                else:
-                    continue
-            if not data:
-                raise EOFError
-            self._pending.extend(self._buf.feed(data))
-        return self._pending.pop(0)
+        self._conn.settimeout(timeout)
+        try:
+            return self._conn.recv(65536)
+        except TimeoutError:  # QEMU gone: the channel has ended
+            return b"" if self._proc is not None and self._proc.poll() is not None else None
 
     def run_case(self, nodeid: str, timeout: float, *, evidence: bool = True) -> Message:
         """Run one guest node id; the agent's verdict, or VMLostError with the evidence.

@@ -37,7 +37,7 @@ from ...bpf.compile import OBJECTS_ENV
 from ...errors import BootError, KmatrixError, VMLostError
 from ...guest.channel import CHANNEL_ENV
 from ...paths import PROJECT_ROOT
-from ...protocol import LineBuffer, Message, encode
+from ...protocol import Message, encode
 from ..base import TargetLostError
 from ..session import AgentSession, BootInfo
 from .connect import HostParams, connect
@@ -117,9 +117,6 @@ class SshTarget(AgentSession):
         self._params: HostParams | None = None
         self._chan: paramiko.Channel | None = None
         self._copier: threading.Thread | None = None
-        self._buf = LineBuffer()
-        self._pending: list[Message] = []
-        self._next_id = 0
         self._console_start = 0
         #: the agent's session on the target ("launched")
         self._sid: int | None = None
@@ -128,19 +125,7 @@ class SshTarget(AgentSession):
     def label(self) -> str:
         return self.kernel.label
 
-    # -- lifetime -------------------------------------------------------------------------
-    def __enter__(self) -> SshTarget:
-        try:
-            self.start()
-        except BaseException:
-            self.close(graceful=False)
-            raise
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: object) -> None:
-        self.close(graceful=et is None)
-
+    # -- lifetime (entered as a context manager: AgentSession) ---------------------------
     def start(self) -> None:
         """Connect, sync, start the agent and hand it the cases; BootError if any step
         fails (the caller closes)."""
@@ -308,16 +293,17 @@ class SshTarget(AgentSession):
     def close(self, *, graceful: bool = True) -> None:
         """Tell the agent to shut down (graceful: and wait for its last probes and "bye"),
         then close the channel and the connection; always cleans up here."""
-        chan, self._chan = self._chan, None
+        chan = self._chan
         if chan is not None:
             if self.alive:
                 try:
                     chan.sendall(encode({"op": "shutdown"}))
                     if graceful:
-                        self._drain_until_bye(chan, time.monotonic() + SHUTDOWN_WAIT)
+                        self._drain_until_bye(time.monotonic() + SHUTDOWN_WAIT)
                 except (OSError, EOFError, paramiko.SSHException):
                     pass
             chan.close()
+        self._chan = None
         self.alive = False
         if self._client is not None:
             self._client.close()
@@ -326,35 +312,16 @@ class SshTarget(AgentSession):
             self._copier.join(timeout=5)
             self._copier = None
 
-    def _drain_until_bye(self, chan: paramiko.Channel, deadline: float) -> None:
-        """After "shutdown": keep the last late kernel messages and probes, until "bye"."""
-        while True:
-            msg = self._recv(deadline, chan)
-            if msg.get("op") in ("late", "probes"):
-                self._note(msg)
-            elif msg.get("op") == "bye":
-                return
-
-    # -- channel ---------------------------------------------------------------------------
-    def _recv(self, deadline: float, chan: paramiko.Channel | None = None) -> Message:
-        """The agent's next message; TimeoutError at `deadline`, EOFError when the channel
-        ended."""
-        chan = chan or self._chan
+    def _read(self, timeout: float) -> bytes | None:
+        chan = self._chan
         if chan is None:
-            raise EOFError
-        while not self._pending:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError
-            chan.settimeout(min(left, 1.0))
-            try:
-                data = chan.recv(65536)
-            except TimeoutError:
-                continue
-            if not data:
-                raise EOFError
-            self._pending.extend(self._buf.feed(data))
-        return self._pending.pop(0)
+            return b""
+        chan.settimeout(timeout)
+        try:
+            data: bytes = chan.recv(65536)
+        except TimeoutError:
+            return None
+        return data
 
     def run_case(self, nodeid: str, timeout: float, *, evidence: bool = True) -> Message:
         """Run one guest node id; the agent's verdict, or TargetLostError with what the

@@ -1,5 +1,5 @@
 """A case that fails with something of its own in its namespace: what `--keep-failed` must
-keep as it was (tests/vm/test_shell.py attaches and looks)."""
+keep as it was (tests/vm/test_shell_tmux.py attaches and looks)."""
 
 from __future__ import annotations
 
