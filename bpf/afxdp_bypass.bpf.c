@@ -20,9 +20,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "array_map.h"
+#include "xskmap.h"
 
-#define MAX_QUEUES 64
-#define ETH_P_IP 0x0800
 #define ETH_P_ARP 0x0806
 
 char LICENSE[] SEC("license") = "GPL";
@@ -61,13 +60,6 @@ struct arp_ipv4 {
 	__u8 tha[6];
 	__u8 tpa[4];
 };
-
-struct {
-	__uint(type, BPF_MAP_TYPE_XSKMAP);
-	__uint(max_entries, MAX_QUEUES);
-	__type(key, __u32);
-	__type(value, __u32);
-} xsks SEC(".maps");
 
 ARRAY_MAP(conf, 1, struct bypass_conf);
 

@@ -15,18 +15,8 @@
  *               both must end at threads x repeat
  *   shared_addr reports the user address of `shared` (an __arena global)
  */
-#define BPF_NO_KFUNC_PROTOTYPES
-#include "vmlinux.h"
-#include <bpf/bpf_helpers.h>
-#include "arena_common.h"
-
-char LICENSE[] SEC("license") = "GPL";
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARENA);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 8);
-} arena SEC(".maps");
+#define ARENA_PAGES 8
+#include "arena_map.h"
 
 /* context of atomics64 / atomics32 (u64 fields; atomics32 uses the low halves) */
 struct atomics_args {

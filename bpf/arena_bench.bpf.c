@@ -9,19 +9,8 @@
  *   count_arena   XDP: table[slot] += 1 (a plain increment, as in the map variants: one
  *                 BPF_PROG_TEST_RUN thread); XDP_DROP
  */
-#define BPF_NO_KFUNC_PROTOTYPES
-#include "vmlinux.h"
-#include <bpf/bpf_helpers.h>
-#include "arena_common.h"
+#include "arena_map.h"
 #include "arena_bench.h"
-
-char LICENSE[] SEC("license") = "GPL";
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARENA);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 4);
-} arena SEC(".maps");
 
 __u64 __arena * __arena arena_counters;
 

@@ -7,35 +7,15 @@
  *
  * The including file defines ARENA_PAGES (the arena's max_entries), optionally
  * ARENA_FLAGS (map flags besides BPF_F_MMAPABLE) and ARENA_MAP_EXTRA (a fixed user
- * address), then includes this header first: it brings vmlinux.h (without kfunc
- * prototypes, arena_common.h), the license, the arena as `arena` and a non-arena map
- * `not_arena`.
+ * address), then includes this header first: it brings arena_map.h (vmlinux.h, the
+ * license, the arena as `arena`) and a non-arena map `not_arena`.
  */
 #pragma once
 
 #ifndef ARENA_PAGES
 #error "define ARENA_PAGES (and ARENA_FLAGS, ARENA_MAP_EXTRA if needed) before arena_ops.h"
 #endif
-#ifndef ARENA_FLAGS
-#define ARENA_FLAGS 0
-#endif
-
-#define BPF_NO_KFUNC_PROTOTYPES
-#include "vmlinux.h"
-#include <bpf/bpf_helpers.h>
-#include "arena_common.h"
-#include "array_map.h"
-
-char LICENSE[] SEC("license") = "GPL";
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARENA);
-	__uint(map_flags, BPF_F_MMAPABLE | (ARENA_FLAGS));
-	__uint(max_entries, ARENA_PAGES);
-#ifdef ARENA_MAP_EXTRA
-	__ulong(map_extra, ARENA_MAP_EXTRA);
-#endif
-} arena SEC(".maps");
+#include "arena_map.h"
 
 ARRAY_MAP(not_arena, 1, __u64);
 

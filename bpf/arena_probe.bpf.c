@@ -12,19 +12,7 @@
  *                    the first and frees the second (refused at load before 7.0: the arena
  *                    kfuncs were KF_SLEEPABLE)
  */
-#define BPF_NO_KFUNC_PROTOTYPES
-#include "vmlinux.h"
-#include <bpf/bpf_helpers.h>
-#include "arena_common.h"
-#include "array_map.h"
-
-char LICENSE[] SEC("license") = "GPL";
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARENA);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 4);
-} arena SEC(".maps");
+#include "arena_map.h"
 
 /* context of probe_alloc / probe_atomics; probe_xdp_alloc uses it as xdp_ctl's value */
 struct probe_args {

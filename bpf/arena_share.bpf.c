@@ -24,18 +24,8 @@
  *
  * Layouts are mirrored in cases/test_arena.py; the hash is kmx_hash below (and there).
  */
-#define BPF_NO_KFUNC_PROTOTYPES
-#include "vmlinux.h"
-#include <bpf/bpf_helpers.h>
-#include "arena_common.h"
-
-char LICENSE[] SEC("license") = "GPL";
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARENA);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 64);
-} arena SEC(".maps");
+#define ARENA_PAGES 64
+#include "arena_map.h"
 
 struct heap {
 	__u64 cur;	/* next free byte (user address), 0: none */

@@ -18,23 +18,12 @@
  *   nolock_inc   the same read-spin-write without the lock (shows what the lock prevents)
  *   lock_state   the user address of `state` (syscall program)
  */
-#define BPF_NO_KFUNC_PROTOTYPES
-#include "vmlinux.h"
-#include <bpf/bpf_helpers.h>
-#include "arena_common.h"
+#include "arena_map.h"
 
 #define ETIMEDOUT 110
 
-char LICENSE[] SEC("license") = "GPL";
-
 extern void bpf_local_irq_save(unsigned long *flags) __ksym;
 extern void bpf_local_irq_restore(unsigned long *flags) __ksym;
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARENA);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 4);
-} arena SEC(".maps");
 
 struct arena_spinlock {
 	__u64 locked;	/* 0 free, 1 held */

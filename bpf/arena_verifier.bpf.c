@@ -19,18 +19,8 @@
  *   arena_ptr_to_helper  an arena pointer as bpf_map_lookup_elem's key ("R2 type=arena
  *                        expected=...": helpers take no arena memory)
  */
-#define BPF_NO_KFUNC_PROTOTYPES
-#include "vmlinux.h"
-#include <bpf/bpf_helpers.h>
-#include "arena_common.h"
-
-char LICENSE[] SEC("license") = "GPL";
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARENA);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 2);
-} arena SEC(".maps");
+#define ARENA_PAGES 2
+#include "arena_map.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

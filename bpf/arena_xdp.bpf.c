@@ -17,26 +17,15 @@
  *   table_count_alloc  XDP: the same, creating the table (ctl.nslots slots) when there
  *                      is none yet
  */
-#define BPF_NO_KFUNC_PROTOTYPES
-#include "vmlinux.h"
-#include <bpf/bpf_helpers.h>
+#define ARENA_PAGES 16
+#include "arena_map.h"
 #include <bpf/bpf_endian.h>
-#include "arena_common.h"
-#include "array_map.h"
 
 #define ETH_P_IP 0x0800
 #define TABLE_MAGIC 0x6b6d7874616231ULL /* "kmxtab1" */
 #define MAX_SLOTS 128
 #define CREATED_BY_SYSCALL 1
 #define CREATED_BY_XDP 2
-
-char LICENSE[] SEC("license") = "GPL";
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARENA);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 16);
-} arena SEC(".maps");
 
 struct table_slot {
 	__u64 packets;

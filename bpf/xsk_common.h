@@ -10,17 +10,9 @@
 #define KMATRIX_XSK_COMMON_H
 
 #include "array_map.h"
+#include "xskmap.h"
 
-#define MAX_QUEUES 64
 #define NR_ACTIONS (XDP_REDIRECT + 1)
-#define ETH_P_IP 0x0800
-
-struct {
-	__uint(type, BPF_MAP_TYPE_XSKMAP);
-	__uint(max_entries, MAX_QUEUES);
-	__type(key, __u32);
-	__type(value, __u32);
-} xsks SEC(".maps");
 
 ARRAY_MAP(seen, MAX_QUEUES, __u64);
 
