@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -339,12 +340,19 @@ def test_restored_after_a_step_stops_the_bisect(tmp_path: Path,
 
 
 def test_restored_after_ctrl_c(tmp_path: Path, fake_step: list[str],
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+                               monkeypatch: pytest.MonkeyPatch,
+                               request: pytest.FixtureRequest) -> None:
     """Ctrl-C during a step (the fake step sends this process SIGINT and then sleeps): the
-    step's process group gets SIGINT and is gone, the tree is reset, KeyboardInterrupt."""
+    step's process group gets SIGINT and is gone, the tree is reset, KeyboardInterrupt.
+
+    Python's own SIGINT handler is put in place for the test: a process started in the
+    background by a non-interactive shell (a CI script, nohup) inherits SIGINT ignored,
+    and then no Ctrl-C would arrive."""
     tree = tmp_path / "linux"
     commits = make_history(tree, ["ok", "interrupt", "interrupt", "interrupt", "broken"])
     monkeypatch.setenv("FAKE_STEP_PARENT", str(os.getpid()))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         run_bisect(make_config(tmp_path, tree), fake_step, commits[0], "main")
