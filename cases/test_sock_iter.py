@@ -139,6 +139,15 @@ def inet_socket(kind: str, stack: contextlib.ExitStack) -> socket.socket:
     return stack.enter_context(socket.socket(family, sotype))
 
 
+def other_uid_listener(kind: str, stack: contextlib.ExitStack) -> socket.socket:
+    """A TCP listener on the loopback address of `kind`, owned by OTHER_UID."""
+    with as_euid(OTHER_UID):
+        listener = inet_socket(kind, stack)
+    listener.bind((INET[kind][2], 0))
+    listener.listen(8)
+    return listener
+
+
 def tcp_connect(kind: str, listener: socket.socket,
                 stack: contextlib.ExitStack) -> socket.socket:
     client = inet_socket(kind, stack)
@@ -163,12 +172,8 @@ def test_tcp_listen_and_established(kind: str, dump: Dump) -> None:
     once each with state LISTEN / ESTABLISHED, their addresses, ports, owners (the accepted
     socket is owned by who accepted it, not by the listener's uid), inodes, cookies and
     namespace."""
-    host = INET[kind][2]
     with contextlib.ExitStack() as stack:
-        with as_euid(OTHER_UID):
-            listener = inet_socket(kind, stack)
-        listener.bind((host, 0))
-        listener.listen(8)
+        listener = other_uid_listener(kind, stack)
         client = tcp_connect(kind, listener, stack)
         server = accept(listener, stack)
         records = dump("tcp")
@@ -226,12 +231,8 @@ def test_tcp_child_in_accept_queue(kind: str, dump: Dump,
     """A connection the listener has not accepted yet is a full ESTABLISHED socket without
     a file (inode 0) owned by the listener's uid; accept() hands out that same socket (same
     cookie), which then has the inode of its new file and the accepting process's uid."""
-    host = INET[kind][2]
     with contextlib.ExitStack() as stack:
-        with as_euid(OTHER_UID):
-            listener = inet_socket(kind, stack)
-        listener.bind((host, 0))
-        listener.listen(8)
+        listener = other_uid_listener(kind, stack)
         client = tcp_connect(kind, listener, stack)
         local, remote = listener.getsockname()[:2], client.getsockname()[:2]
 

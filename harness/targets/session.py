@@ -31,6 +31,19 @@ class BootInfo:
     crosscheck: dict[str, Any] = field(default_factory=dict)
 
 
+def boot_info(hello: dict[str, Any], known_probes: dict[str, dict[str, Any]], t0: float,
+              t_hello: float, **guest: float) -> BootInfo:
+    """What the agent's hello says of a boot that began at `t0` (host monotonic clock) and
+    whose hello came at `t_hello`; `guest` adds a target's own figures (seconds)."""
+    return BootInfo(
+        release=str(hello["release"]), probes={**known_probes, **hello["probes"]},
+        probe_dmesg=[str(line) for line in hello.get("probe_dmesg", [])],
+        boot_s=time.monotonic() - t0,
+        guest={**{k: float(hello.get(k, -1.0)) for k in (
+                   "uptime", "import_s", "probe_s", "agent_at", "init_at")},
+               **guest, "collect_s": time.monotonic() - t_hello})
+
+
 class AgentSession:
     """Shared by GuestVM and SshTarget; they provide `_recv(deadline)` (the agent's next
     message: TimeoutError, EOFError or OSError when it does not come)."""

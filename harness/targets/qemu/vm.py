@@ -30,7 +30,7 @@ from ...errors import BootError, VMLostError
 from ...paths import PROJECT_ROOT, cache_root
 from ...progress import report_stage
 from ...protocol import PORT_NAME, SHELL_PORT_NAME, Message, encode
-from ..session import AgentSession, BootInfo
+from ..session import AgentSession, BootInfo, boot_info
 from . import guestfs, leash
 from .accel import Accel
 from .boot_clock import BootClock
@@ -208,13 +208,7 @@ class GuestVM(AgentSession):
             listener.close()
         if collected.get("op") != "collected":
             raise BootError(f"{self.kernel.label}: unexpected message {collected!r}")
-        self.info = BootInfo(
-            release=str(hello["release"]), probes={**self.known_probes, **hello["probes"]},
-            probe_dmesg=[str(line) for line in hello.get("probe_dmesg", [])],
-            boot_s=time.monotonic() - t0,
-            guest={**{k: float(hello.get(k, -1.0)) for k in (
-                       "uptime", "import_s", "probe_s", "agent_at", "init_at")},
-                   "collect_s": time.monotonic() - t_hello})
+        self.info = boot_info(hello, self.known_probes, t0, t_hello)
         self.collect_errors = [str(e) for e in collected.get("errors", [])]
         self.alive = True
         report_stage(self.kernel.label, "running")

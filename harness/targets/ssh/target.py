@@ -39,7 +39,7 @@ from ...guest.channel import CHANNEL_ENV
 from ...paths import PROJECT_ROOT
 from ...protocol import Message, encode
 from ..base import TargetLostError
-from ..session import AgentSession, BootInfo
+from ..session import AgentSession, BootInfo, boot_info
 from .connect import HostParams, connect
 from .facts import run_command
 from .options import SshOptions
@@ -169,15 +169,9 @@ class SshTarget(AgentSession):
         if collected.get("op") != "collected":
             raise BootError(f"{self.label}: unexpected message {collected!r}",
                             self.console_tail())
-        self.info = BootInfo(
-            release=str(hello["release"]), probes={**self.known_probes, **hello["probes"]},
-            probe_dmesg=[str(line) for line in hello.get("probe_dmesg", [])],
-            boot_s=time.monotonic() - t0,
-            guest={**{k: float(hello.get(k, -1.0)) for k in (
-                       "uptime", "import_s", "probe_s", "agent_at", "init_at")},
-                   "connect_s": t_connect - t0, "sync_s": t_sync - t_connect,
-                   "synced_files": float(len(self.sync_stats.sent)),
-                   "collect_s": time.monotonic() - t_hello})
+        self.info = boot_info(hello, self.known_probes, t0, t_hello,
+                              connect_s=t_connect - t0, sync_s=t_sync - t_connect,
+                              synced_files=float(len(self.sync_stats.sent)))
         self.collect_errors = [str(e) for e in collected.get("errors", [])]
         self.alive = True
         log.info("%s ready in %.1fs (%s; %s)", self.label, self.info.boot_s,
