@@ -17,12 +17,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..acquire.kernel import Kernel
 from ..acquire.spec import resolve
 from ..bpf.compile import OBJECTS_ENV, object_set
 from ..errors import ExitCode, UserError
 from ..matrix.features import expectations, load_features, read_config
 from ..paths import PROJECT_ROOT
-from ..targets.qemu.accel import choose
+from ..targets.qemu.accel import Accel, choose
 from ..targets.qemu.attach import attach
 from ..targets.qemu.vm import GuestVM, VMOptions, nic_args
 
@@ -55,6 +56,15 @@ def run_attach(sock: Path) -> int:
     return int(ExitCode.OK)
 
 
+def suite_vm(kernel: Kernel, acc: Accel, options: VMOptions, console: Path) -> GuestVM:
+    """A VM of `kernel` as the suite boots it (the compiled BPF objects, the kernel's
+    expectations), running no case: for a shell (options.shell_socket)."""
+    expect = expectations(load_features(), kernel.series, read_config(kernel.config), None)
+    return GuestVM(kernel, acc, console, [], options,
+                   guest_env={OBJECTS_ENV: str(object_set())},
+                   expect={f: e.as_dict() for f, e in expect.items()})
+
+
 def run_shell(args: argparse.Namespace) -> int:
     kernel = resolve(args.kernel)
     acc = choose(args.accel, kernel.image)
@@ -64,13 +74,10 @@ def run_shell(args: argparse.Namespace) -> int:
                         boot_timeout=args.boot_timeout, tag="shell", shell_socket=sock)
     if args.nics:
         options = dataclasses.replace(options, extra_vng_args=nic_args(args.nics))
-    expect = expectations(load_features(), kernel.series, read_config(kernel.config), None)
     console = PROJECT_ROOT / "results" / f"shell-console-{kernel.label}.log"
     print(f"kmatrix: booting {kernel.label} ({acc.name}); console log {console}",
           file=sys.stderr)
-    vm = GuestVM(kernel, acc, console, [], options,
-                 guest_env={OBJECTS_ENV: str(object_set())},
-                 expect={f: e.as_dict() for f, e in expect.items()})
+    vm = suite_vm(kernel, acc, options, console)
     size = shutil.get_terminal_size((120, 40))
     detached = False
     try:

@@ -47,15 +47,15 @@ def free_port() -> int:
 
 
 @dataclass
-class Sshd:
-    """A running test sshd and the client side that reaches it."""
+class SshdFiles:
+    """What an sshd and its clients need: host key, authorized client key, sshd config
+    (`sshd_config`), client config (alias ALIAS -> 127.0.0.1:port as root with client_key)
+    and known_hosts. The server may run here or in a guest (tests/vm/test_ssh_vm.py)."""
 
     dir: Path
+    #: the port clients connect to on 127.0.0.1
     port: int
-    proc: subprocess.Popen[bytes]
-    #: the client key authorized for root
     client_key: Path
-    #: the client config (alias ALIAS -> 127.0.0.1:port as root with client_key)
     ssh_config: Path
     known_hosts: Path
     host_key_pub: str
@@ -63,6 +63,10 @@ class Sshd:
     @property
     def url(self) -> str:
         return f"ssh://root@127.0.0.1:{self.port}"
+
+    @property
+    def sshd_config(self) -> Path:
+        return self.dir / "sshd_config"
 
     def options(self, **kwargs: object) -> SshOptions:
         defaults: dict[str, object] = {"ssh_config": self.ssh_config,
@@ -77,6 +81,13 @@ class Sshd:
     def trust_host_key(self) -> None:
         self.known_hosts.write_text(
             f"[127.0.0.1]:{self.port} {' '.join(self.host_key_pub.split()[:2])}\n")
+
+
+@dataclass
+class Sshd(SshdFiles):
+    """A running test sshd on loopback and the client side that reaches it."""
+
+    proc: subprocess.Popen[bytes]
 
     def sessions(self) -> list[int]:
         """Pids of this sshd's children (one per connection)."""
@@ -100,13 +111,13 @@ def _b64(text: str) -> bytes:
     return base64.b64decode(text)
 
 
-def _write_config(d: Path, port: int) -> Path:
+def _write_config(d: Path, listen: str, port: int, pid_file: str) -> Path:
     config = d / "sshd_config"
     config.write_text(f"""\
 Port {port}
-ListenAddress 127.0.0.1
+ListenAddress {listen}
 HostKey {d}/host_key
-PidFile {d}/sshd.pid
+PidFile {pid_file}
 AuthorizedKeysFile {d}/authorized_keys
 PermitRootLogin prohibit-password
 PubkeyAuthentication yes
@@ -132,9 +143,10 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None
     raise RuntimeError(f"sshd did not listen on 127.0.0.1:{port}: {log.read_text()}")
 
 
-@contextlib.contextmanager
-def running(d: Path) -> Iterator[Sshd]:
-    """A test sshd with its files in `d` (made), stopped on exit with everything below it."""
+def prepare(d: Path, port: int, *, listen: str = "127.0.0.1", listen_port: int | None = None,
+            pid_file: str | None = None) -> SshdFiles:
+    """The files of a test sshd in `d` (made): the server listens on `listen`:`listen_port`
+    (default: 127.0.0.1:`port`); clients reach it on 127.0.0.1:`port`."""
     d.mkdir()
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "host_key")],
                    check=True)
@@ -142,8 +154,8 @@ def running(d: Path) -> Iterator[Sshd]:
     client_key = d / "client_key"
     client.write_private_key_file(str(client_key))
     (d / "authorized_keys").write_text(f"{client.get_name()} {client.get_base64()}\n")
-    port = free_port()
-    config = _write_config(d, port)
+    _write_config(d, listen, port if listen_port is None else listen_port,
+                  pid_file or f"{d}/sshd.pid")
     known_hosts = d / "known_hosts"
     known_hosts.write_text("")
     ssh_config = d / "ssh_config"
@@ -158,18 +170,25 @@ Host *
     UserKnownHostsFile {known_hosts}
     GlobalKnownHostsFile /dev/null
 """)
+    return SshdFiles(d, port, client_key, ssh_config, known_hosts,
+                     (d / "host_key.pub").read_text())
+
+
+@contextlib.contextmanager
+def running(d: Path) -> Iterator[Sshd]:
+    """A test sshd with its files in `d` (made), stopped on exit with everything below it."""
+    files = prepare(d, free_port())
     made_run_dir = not Path("/run/sshd").exists()
     if made_run_dir:  # sshd's privilege separation folder (its service would make it)
         Path("/run/sshd").mkdir(mode=0o755)
     with open(d / "sshd.log", "wb") as log:
         proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private",
-                                 str(SSHD), "-D", "-e", "-f", str(config)],
+                                 str(SSHD), "-D", "-e", "-f", str(files.sshd_config)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=log)
     try:
-        _wait_listening(port, proc, d / "sshd.log")
-        yield Sshd(d, port, proc, client_key, ssh_config, known_hosts,
-                   (d / "host_key.pub").read_text())
+        _wait_listening(files.port, proc, d / "sshd.log")
+        yield Sshd(**vars(files), proc=proc)
     finally:
         for pid in descendants(proc.pid):  # what a failed test left running
             with contextlib.suppress(ProcessLookupError):
