@@ -63,26 +63,38 @@ def guest_sshd_script(files: SshdFiles) -> str:
             "cat /run/kmx-sshd.log; echo KMX_SSHD_$rc\n")
 
 
+#: the guest shell's prompt (harness/guest/shell.py): `kmatrix(LABEL):CWD# `
+PROMPT = re.compile(rb"kmatrix\([^)]*\):[^\n]*# ?$")
+
+
+def _read_until(conn: socket.socket, seen: bytes, done: re.Pattern[bytes],
+                deadline: float) -> bytes:
+    while not done.search(seen):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the guest shell did not get there:\n{seen.decode()}")
+        try:
+            data = conn.recv(65536)
+        except TimeoutError:
+            continue
+        if not data:
+            raise AssertionError(f"the guest shell ended:\n{seen.decode()}")
+        seen += data
+    return seen
+
+
 def run_in_shell(sock: Path, line: str, timeout: float) -> str:
-    """Type `line` into the VM's shell (its shell port) and return what it printed up to
-    the KMX_SSHD_<rc> marker; closing the connection detaches, the shell stays."""
-    seen = b""
+    """Type `line` into the VM's shell (its shell port) as `kmatrix attach` would: a
+    newline first (the shell starts on it, and drops it), then the line once the prompt
+    shows. What it printed up to the KMX_SSHD_<rc> marker; closing the connection
+    detaches, the shell stays."""
+    deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.connect(str(sock))
         conn.settimeout(2.0)
-        time.sleep(2)  # the shell prints its banner and prompt first (TCG: seconds)
+        conn.sendall(b"\n")
+        seen = _read_until(conn, b"", PROMPT, deadline)
         conn.sendall(line.encode())
-        deadline = time.monotonic() + timeout
-        while not re.search(rb"KMX_SSHD_\d+", seen):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the guest shell did not finish:\n{seen.decode()}")
-            try:
-                data = conn.recv(65536)
-            except TimeoutError:
-                continue
-            if not data:
-                raise AssertionError(f"the guest shell ended:\n{seen.decode()}")
-            seen += data
+        seen = _read_until(conn, seen, re.compile(rb"KMX_SSHD_\d+"), deadline)
     return seen.decode(errors="replace")
 
 
