@@ -138,8 +138,7 @@ def test_tcx_over_ssh_to_a_vm_matches_the_vm_path(tmp_path: Path) -> None:
     assert on_vm.returncode == 0
 
     # the guest sees the host's filesystem over 9p except its tmpfs folders (/tmp, /run):
-    # the sshd's files go where it can read them
-    cache_root().mkdir(parents=True, exist_ok=True)
+    # the sshd's files go where it can read them (cache_root() creates the folder)
     folder = Path(tempfile.mkdtemp(prefix="sshvm-", dir=cache_root()))
     try:
         port = free_port()
