@@ -11,10 +11,11 @@ any default policy but pass: EOPNOTSUPP), so is changing the policy later; no na
 program; zero-copy AF_XDP needs a leased queue.
 
 Leasing: NETDEV_CMD_QUEUE_CREATE on a netkit (single, or the peer of a pair) names a
-lender's RX queue; the netkit gains an RX queue (id 1) and NETDEV_CMD_QUEUE_GET shows the
-lease. Refused, each with its errno: a virtual lender or the netkit itself (EINVAL), a
-queue already leased or bound by AF_XDP (EBUSY), a second lender for one netkit
-(EOPNOTSUPP), the primary of a pair (EOPNOTSUPP). Deleting the lender deletes the netkit;
+lender's RX queue; the netkit gains an RX queue (id 1) and NETDEV_CMD_QUEUE_GET of the
+lender's queue shows the lease (the physical side reports it; queue-get wants the device
+up, ENOENT otherwise). Refused, each with its errno: a virtual lender or the netkit
+itself (EINVAL), a queue already leased or bound by AF_XDP (EBUSY), a second lender for
+one netkit (EOPNOTSUPP), the primary of a pair (EOPNOTSUPP). Deleting the lender deletes the netkit;
 deleting the netkit returns the queue. AF_XDP zero-copy on a netkit pair is refused, and
 on a leased queue of a lender without zero-copy (netdevsim) the kernel refuses it too;
 a lender with zero-copy (a real NIC) is not available in a VM: that case skips naming it.
@@ -43,7 +44,7 @@ from harness.guest.net.netkit import NetkitPairing, NetkitPolicy, NetkitScrub
 from harness.guest.net.veth import create_veth_pair
 from harness.guest.wait import unique_name, wait_until
 from harness.guest.xdp import device, rig
-from harness.guest.xdp.lease import create_netkit, netkit_device
+from harness.guest.xdp.lease import bring_up, create_netkit, lender_view, netkit_device
 from harness.guest.xdp.netdevsim import Netdevsim
 
 pytestmark = pytest.mark.requires("netkit")
@@ -176,22 +177,28 @@ lease_marks = pytest.mark.requires("netkit_single", "queue_lease")
 @lease_marks
 def test_lease_queue(lender: Netdevsim) -> None:
     """A single netkit leases RX queue 0 of a netdevsim port: queue-create answers queue
-    id 1 (the netkit's own queue is 0), queue-get of that queue reports the lease (the
-    port's ifindex, its RX queue 0), the netkit has no third queue, and the lender's
-    queue, where the kernel reports it, points back to the netkit's queue 1. Deleting
-    the netkit returns the queue: another netkit can lease it again."""
+    id 1 (the netkit's own queue is 0). With both up, queue-get of the port's RX queue 0
+    reports the lease (the netkit's ifindex, its RX queue 1); the netkit's queue 1 exists
+    and carries no lease of its own (the kernel reports the physical side), the netkit
+    has no third queue (EINVAL), the port's unleased queue 1 reports none. Deleting the
+    netkit returns the queue: the port's queue 0 shows no lease, and another netkit can
+    lease it again."""
     port = lender.ports[0]
     with netkit_device(unique_name("kla")) as dev:
         qid = genl.queue_create(dev.index, port.ifindex, 0)
         assert qid == 1
-        info = genl.queue_get(dev.index, qid)
-        assert info.lease is not None, info
-        assert (info.lease.ifindex, info.lease.queue_id, info.lease.queue_type) == (
-            port.ifindex, 0, RX), info
-        with pytest.raises(genl.GenlError):
+        bring_up(port.ifindex, dev.index)
+        lease = lender_view(port.ifindex, 0)
+        assert lease is not None, genl.queue_get(port.ifindex, 0)
+        assert (lease.ifindex, lease.queue_id, lease.queue_type) == (dev.index, qid, RX), lease
+        own = genl.queue_get(dev.index, qid)
+        assert (own.ifindex, own.queue_id, own.queue_type, own.lease) == (
+            dev.index, qid, RX, None), own
+        with pytest.raises(genl.GenlError) as exc:
             genl.queue_get(dev.index, 2)
-        back = genl.queue_get(port.ifindex, 0).lease
-        assert back is None or (back.ifindex, back.queue_id) == (dev.index, qid), back
+        assert exc.value.errno == errno.EINVAL, exc.value
+        assert lender_view(port.ifindex, 1) is None
+    assert lender_view(port.ifindex, 0) is None
     with netkit_device(unique_name("klb")) as again:
         assert genl.queue_create(again.index, port.ifindex, 0) == 1
 
@@ -271,11 +278,14 @@ def test_af_xdp_zero_copy_on_leased_queue_without_zc(
     lender without AF_XDP zero-copy (netdevsim: no ndo_xsk_wakeup, no
     NETDEV_XDP_ACT_XSK_ZEROCOPY) makes the kernel refuse the bind; the errno is recorded."""
     with netkit_device(unique_name("klz")) as dev:
-        qid = genl.queue_create(dev.index, lender.ports[0].ifindex, 0)
+        port = lender.ports[0]
+        qid = genl.queue_create(dev.index, port.ifindex, 0)
         code = _zero_copy_bind(dev.index, qid)
         record_property("observed", "zero-copy bind on a queue leased from netdevsim: "
                         f"{errno.errorcode.get(code, code)}")
+        bring_up(port.ifindex, dev.index)
         assert not genl.queue_get(dev.index, qid).xsk
+        assert not genl.queue_get(port.ifindex, 0).xsk
 
 
 @lease_marks

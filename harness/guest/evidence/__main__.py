@@ -15,8 +15,10 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
 from ..net.netns import set_up, unshare_netns
+from . import devstats, snapshot, snmp, softnet
 from .case import CaseEvidence
 
 
@@ -52,6 +54,25 @@ def _round(ev: CaseEvidence | None) -> tuple[float, float, float]:
     return (time.perf_counter() - t0) * 1e3, agent, child
 
 
+def _parts(ev: CaseEvidence, rounds: int) -> dict[str, list[float]]:
+    """Each read the evidence makes, alone, in ms: where before()/after() and the child's
+    snapshot spend their time."""
+    parts: dict[str, Callable[[], object]] = {
+        "softnet_stat": softnet.read,
+        "devices (root, rtnetlink + ethtool)": devstats.read,
+        "snmp+netstat+snmp6 (root)": snmp.read,
+        "namespace id (cookie, inode)": snapshot.current_id,
+        "drop map drain": ev.drops.drain if ev.drops is not None else (lambda: None),
+    }
+    out: dict[str, list[float]] = {name: [] for name in parts}
+    for _ in range(rounds):
+        for name, fn in parts.items():
+            t0 = time.perf_counter()
+            fn()
+            out[name].append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
 def main(argv: list[str]) -> int:
     cases = int(argv[0]) if argv else 50
     t0 = time.perf_counter()
@@ -59,6 +80,7 @@ def main(argv: list[str]) -> int:
     attach = (time.perf_counter() - t0) * 1e3
     try:
         with_ev = [_round(ev) for _ in range(cases)]
+        parts = _parts(ev, cases)
     finally:
         ev.close()
     without = [_round(None)[0] for _ in range(cases)]
@@ -71,6 +93,8 @@ def main(argv: list[str]) -> int:
     print(f"case snapshot_case():   {stat([c for _, _, c in with_ev])}")
     print(f"round with evidence:    {stat([w for w, _, _ in with_ev])}")
     print(f"round without:          {stat(without)}")
+    for name, values in parts.items():
+        print(f"  {name + ':':38s}{stat(values)}")
     return 0
 
 

@@ -209,8 +209,9 @@ def _queue_info(msg: Any) -> QueueInfo:
 def queue_get(ifindex: int, queue_id: int,
               queue_type: int = NETDEV_QUEUE_TYPE_RX) -> QueueInfo:
     """NETDEV_CMD_QUEUE_GET of one queue in the calling thread's netns (with its lease on
-    kernels that report leases). GenlError with the kernel's errno (EINVAL: no such
-    queue) and extack message."""
+    kernels that report leases: on the lender's queue, not the netkit's). GenlError with
+    the kernel's errno (EINVAL: no such queue; ENOENT: the device is down) and extack
+    message."""
     fam = netdev_family()
     msg = netdev_queue_msg()
     msg["cmd"] = NETDEV_CMD_QUEUE_GET

@@ -225,11 +225,12 @@ def probe_netkit_single() -> str:
 
 def probe_queue_lease() -> str:
     """NETDEV_CMD_QUEUE_CREATE on a single netkit leasing RX queue 0 of a netdevsim
-    device: a queue id comes back and NETDEV_CMD_QUEUE_GET shows the lease. Without
+    device: a queue id comes back and NETDEV_CMD_QUEUE_GET of the lender's queue (both
+    devices up) shows the lease to that netkit queue. Without
     netdevsim (CONFIG_NETDEVSIM) there is no lender: unsupported, saying so."""
     from ..net import genl
     from ..xdp import netdevsim
-    from ..xdp.lease import netkit_device
+    from ..xdp.lease import bring_up, lender_view, netkit_device
 
     with kernel_says("CTRL_CMD_GETFAMILY netdev"):
         fam = genl.netdev_family()
@@ -247,13 +248,16 @@ def probe_queue_lease() -> str:
             with kernel_says(f"queue-create on single netkit {name}, lease {lender.ifname} "
                              "(netdevsim) rx queue 0"):
                 qid = genl.queue_create(dev.index, lender.ifindex, 0)
-            info = genl.queue_get(dev.index, qid)
-            lease = info.lease
-            if lease is None or (lease.ifindex, lease.queue_id) != (lender.ifindex, 0):
-                raise Unsupported(f"queue-create gave queue {qid} on {name}, but queue-get "
-                                  f"reports lease {lease}, not {lender.ifname} queue 0")
+            bring_up(lender.ifindex, dev.index)
+            with kernel_says(f"queue-get {lender.ifname} (netdevsim) rx queue 0"):
+                lease = lender_view(lender.ifindex, 0)
+            if lease is None or (lease.ifindex, lease.queue_id) != (dev.index, qid):
+                raise Unsupported(f"queue-create gave queue {qid} on {name} (ifindex "
+                                  f"{dev.index}), but queue-get of {lender.ifname} queue 0 "
+                                  f"reports lease {lease}")
     return (f"single netkit leased rx queue 0 of netdevsim {lender.ifname}: queue-create "
-            f"gave queue {qid}, queue-get shows the lease (ifindex {lease.ifindex})")
+            f"gave queue {qid}, queue-get of the lender's queue shows the lease (ifindex "
+            f"{lease.ifindex}, queue {lease.queue_id})")
 
 
 __all__ = ["NO_NICS", "lb", "probe_af_xdp", "probe_af_xdp_zc", "probe_netkit_single",

@@ -9,6 +9,8 @@ made here with pyroute2 directly (the netkit kind plugin of that module decodes 
 
     with netkit_device("nks0", rx_queues=2) as dev:
         qid = genl.queue_create(dev.index, lender_ifindex, 0)   # 1
+        bring_up(lender_ifindex, dev.index)
+        lender_view(lender_ifindex, 0)   # QueueLease(ifindex=dev.index, queue_id=1, ...)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from ..net import genl
 from ..net import netkit as nk
 from ..net.netkit import NetkitInfo, NetkitMode, NetkitPairing
 
@@ -51,3 +54,22 @@ def netkit_device(name: str, **kwargs: Any) -> Iterator[NetkitInfo]:
     finally:
         nk.delete(name)
 
+
+
+def lender_view(lender_ifindex: int, lender_queue: int) -> genl.QueueLease | None:
+    """The lease as NETDEV_CMD_QUEUE_GET of the *lender's* queue reports it: the netkit
+    and its queue id that lease it, None when the queue is not leased. The kernel
+    reports a lease on the physical side only (netif_rx_queue_lease_get_owner, direction
+    PHYS_TO_VIRT: the queue-get of the netkit's own leased queue carries no lease), and
+    answers queue-get of a device that is down with ENOENT: the lender must be up
+    (`bring_up`)."""
+    return genl.queue_get(lender_ifindex, lender_queue).lease
+
+
+def bring_up(*ifindexes: int) -> None:
+    """IFF_UP on each device: queue-get answers ENOENT for a device that is down."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        for index in ifindexes:
+            ipr.link("set", index=index, state="up")
