@@ -13,7 +13,8 @@
  *
  * Not counted: SKB_NOT_DROPPED_YET and SKB_CONSUMED (a consumed skb is not a drop; newer
  * kernels send those to skb:consume_skb anyway), and anything freed while the current
- * task's tgid is cfg[CFG_IGNORE_TGID] (the evidence collector's own process, 0: none).
+ * task's tgid is cfg[CFG_IGNORE_TGID] or cfg[CFG_IGNORE_TGID2] (the evidence collector's
+ * own processes: the agent and its evidence server; 0: none).
  *
  * The namespace is the socket's (skb->sk) if any, else the device's (skb->dev): its
  * cookie (struct net.net_cookie, 5.14+, 0 where absent) and inode number (the inode of
@@ -38,7 +39,8 @@ enum {
 	CFG_IGNORE_TGID = 0,
 	/* drops not counted because `drops` was full */
 	CFG_LOST = 1,
-	CFG_LEN = 2,
+	CFG_IGNORE_TGID2 = 2,
+	CFG_LEN = 3,
 };
 
 struct drop_key {
@@ -64,12 +66,18 @@ struct {
 
 ARRAY_MAP(cfg, CFG_LEN, __u64);
 
-static __always_inline bool ignored(void)
+static __always_inline bool ignored_at(__u32 idx, __u64 current)
 {
-	__u32 idx = CFG_IGNORE_TGID;
 	__u64 *tgid = bpf_map_lookup_elem(&cfg, &idx);
 
-	return tgid && *tgid && *tgid == bpf_get_current_pid_tgid() >> 32;
+	return tgid && *tgid && *tgid == current;
+}
+
+static __always_inline bool ignored(void)
+{
+	__u64 current = bpf_get_current_pid_tgid() >> 32;
+
+	return ignored_at(CFG_IGNORE_TGID, current) || ignored_at(CFG_IGNORE_TGID2, current);
 }
 
 static __always_inline void netns_of(struct sk_buff *skb, struct drop_key *key)

@@ -174,8 +174,14 @@ class AgentLoop:
         hold = bool(msg.get("hold_on_failure", False))
         if self.evidence is not None:
             self.evidence.collecting = evidence is not None
+        evidence_lost = ""
+        from .evidence.server import EvidenceServerError
+
         if evidence is not None:
-            evidence.before()
+            try:
+                evidence.before()
+            except EvidenceServerError as exc:  # the rest run without
+                evidence_lost, evidence, self.evidence = str(exc), None, None
         t0 = time.monotonic()
         result = run_item(item, float(msg.get("timeout", 120)), hold_on_failure=hold)
         t1 = time.monotonic()
@@ -183,8 +189,11 @@ class AgentLoop:
             self.held = (nodeid, int(result["held"]))
             result["timing"] = {"case_s": t1 - t0}
             return result
-        if evidence is not None:
-            result["evidence"] = evidence.after()
+        if evidence is not None:  # the evidence server works while the agent checks
+            try:
+                evidence.after_begin()
+            except EvidenceServerError as exc:
+                evidence_lost, evidence, self.evidence = str(exc), None, None
         learn_imports(result.pop("imported", []))
         result["dmesg"] = self.kmsg.drain()
         after = isolation.settle(before)
@@ -194,6 +203,13 @@ class AgentLoop:
             result["not_cleaned"] = isolation.clean(before, leaked)
             after = isolation.take()
         self.state = after
+        if evidence is not None:
+            try:
+                result["evidence"] = evidence.after_end()
+            except EvidenceServerError as exc:
+                evidence_lost, self.evidence = str(exc), None
+        if evidence_lost:
+            result["evidence"] = _no_evidence(evidence_lost)
         # where the agent's time went (kmatrix bench reports it)
         result["timing"] = {"case_s": t1 - t0, "after_s": time.monotonic() - t1,
                             "collect_s": collect_s}
@@ -201,12 +217,21 @@ class AgentLoop:
 
 
 def _case_evidence() -> Any:
-    """The agent's `CaseEvidence`, unless KMATRIX_EVIDENCE=0 (None: cases run without)."""
+    """The agent's evidence (`CaseEvidence` run by an `EvidenceServer` process), unless
+    KMATRIX_EVIDENCE=0 (None: cases run without)."""
     if os.environ.get("KMATRIX_EVIDENCE", "1") == "0":
         return None
     from .evidence.case import CaseEvidence
+    from .evidence.server import EvidenceServer
 
-    return CaseEvidence()
+    return EvidenceServer(CaseEvidence())
+
+
+def _no_evidence(why: str) -> dict[str, Any]:
+    """The evidence of a case whose evidence could not be had, saying why."""
+    from .evidence.model import Evidence
+
+    return Evidence(notes=[f"no evidence from here on: {why}"]).as_dict()
 
 
 def learn_imports(names: list[str]) -> None:

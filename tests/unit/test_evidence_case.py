@@ -4,6 +4,8 @@ root namespace or to the previous case), with the kernel readers replaced by sav
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from harness.guest.evidence.case import CaseEvidence, EvidencePlugin
 from harness.guest.evidence.devstats import Device
 from harness.guest.evidence.drops import DropKey, ReasonNames
 from harness.guest.evidence.model import DropRecord, Evidence, render
+from harness.guest.evidence.server import EvidenceServer, EvidenceServerError
 from harness.guest.evidence.snapshot import NetnsId, NetnsSnapshot
 
 DATA = Path(__file__).parent / "data" / "evidence"
@@ -43,6 +46,9 @@ class FakeCounter:
 
     def records(self, counts: dict[DropKey, int], labels: dict[int, str]) -> list[DropRecord]:
         return drops_mod.records(counts, labels, self.names, lambda a: f"fn+{a:#x}")
+
+    def ignore_also(self, tgid: int) -> None:
+        self.ignored = tgid
 
     def close(self) -> None:
         pass
@@ -186,3 +192,67 @@ def test_close_restores_the_outer_evidence(world: dict[str, Any]) -> None:
     assert case_mod.active() is outer
     outer.close()
     assert case_mod.active() is None
+
+
+# --- the evidence server (the agent's way: CaseEvidence in a process of its own) ----------
+
+
+@pytest.fixture
+def served(evidence: tuple[CaseEvidence, FakeCounter], world: dict[str, Any],
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[EvidenceServer]:
+    """The test's CaseEvidence run by an EvidenceServer; the server reads the case's
+    namespace as the world says (take_in replaced like take)."""
+    ev, _ = evidence
+    monkeypatch.setattr(case_mod, "take_in", lambda path, label: world["own"])
+    server = EvidenceServer(ev)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def _case_process(server: EvidenceServer, *, snapshot: bool = True) -> None:
+    """A forked "case": waits for the baseline, then (or not) has its namespace read."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            server.wait_ready()
+            if snapshot:
+                server.snapshot_case()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_server_round(served: EvidenceServer) -> None:
+    served.before()
+    _case_process(served)
+    served.after_begin()
+    got = Evidence.from_dict(served.after_end())
+    assert got.counter("Udp.NoPorts") == 1 and got.notes == []
+    assert case_mod.active() is served
+    assert served.local.drops.ignored == served.pid  # type: ignore[union-attr]
+
+
+def test_server_case_without_teardown_then_next(served: EvidenceServer) -> None:
+    """A case process that died before its teardown: its evidence says so; the next case's
+    process skips the stale "ready" and gets its own."""
+    served.before()
+    _case_process(served, snapshot=False)
+    assert Evidence.from_dict(served.after()).notes[0].startswith(
+        "the case's namespaces were not read")
+    served.before()
+    _case_process(served)
+    assert Evidence.from_dict(served.after()).counter("Udp.NoPorts") == 1
+
+
+def test_server_gone_is_an_error(served: EvidenceServer) -> None:
+    os.kill(served.pid, signal.SIGKILL)
+    os.waitpid(served.pid, 0)
+    with pytest.raises(EvidenceServerError):
+        served.before()
+        served.after()
+    _case_process(served)  # a case process does not hang on a dead server

@@ -4,9 +4,11 @@ way the agent uses it (as root, with KMATRIX_BPF_OBJECTS set; in a guest or unde
 
 Each round forks a no-op "case" that enters a fresh namespace (lo up), as the agent's case
 process does; with evidence, the agent side runs before()/after() around it and the child
-records its namespace (snapshot_case). Printed: the attach cost (once per boot) and, per
-case, the median and maximum of the agent's before()+after() and of the child's snapshot,
-and of the whole round with and without evidence.
+has its namespace recorded (snapshot_case): by the evidence server, as the agent does, and
+for comparison by CaseEvidence in the two processes themselves. Printed: the attach cost
+(once per boot) and, per case, the median and maximum of the agent's before()+after(),
+of the child's snapshot and of the whole round, with and without evidence; then what
+each read costs alone.
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ from collections.abc import Callable
 from ..net.netns import set_up, unshare_netns
 from . import devstats, snapshot, snmp, softnet
 from .case import CaseEvidence
+from .server import EvidenceServer
+
+#: cost_ms of each round's evidence: the reading itself, wherever it ran
+_work: dict[int, list[float]] = {}
 
 
-def _round(ev: CaseEvidence | None) -> tuple[float, float, float]:
+def _round(ev: CaseEvidence | EvidenceServer | None) -> tuple[float, float, float]:
     """(whole round, agent side, child side) in ms."""
     t0 = time.perf_counter()
     agent = 0.0
@@ -38,6 +44,7 @@ def _round(ev: CaseEvidence | None) -> tuple[float, float, float]:
             set_up("lo")
             t = time.perf_counter()
             if ev is not None:
+                ev.wait_ready()
                 ev.snapshot_case()
             os.write(write_fd, str((time.perf_counter() - t) * 1e3).encode())
             code = 0
@@ -49,7 +56,7 @@ def _round(ev: CaseEvidence | None) -> tuple[float, float, float]:
     os.waitpid(pid, 0)
     if ev is not None:
         t1 = time.perf_counter()
-        ev.after()
+        _work.setdefault(id(ev), []).append(float(ev.after().get("cost_ms", 0.0)))
         agent += (time.perf_counter() - t1) * 1e3
     return (time.perf_counter() - t0) * 1e3, agent, child
 
@@ -76,23 +83,36 @@ def _parts(ev: CaseEvidence, rounds: int) -> dict[str, list[float]]:
 def main(argv: list[str]) -> int:
     cases = int(argv[0]) if argv else 50
     t0 = time.perf_counter()
-    ev = CaseEvidence()
+    local = CaseEvidence()
     attach = (time.perf_counter() - t0) * 1e3
     try:
-        with_ev = [_round(ev) for _ in range(cases)]
-        parts = _parts(ev, cases)
+        in_process = [_round(local) for _ in range(cases)]
+        parts = _parts(local, cases)
+        server = EvidenceServer(local)  # as the agent runs it; closes `local` too
+        ids = {"evidence server (the agent's way)": id(server),
+               "in the agent and the case process": id(local)}
+        try:
+            served = [_round(server) for _ in range(cases)]
+        finally:
+            server.close()
     finally:
-        ev.close()
+        local.close()
     without = [_round(None)[0] for _ in range(cases)]
 
     def stat(values: list[float]) -> str:
         return f"median {statistics.median(values):.3f} ms, max {max(values):.3f} ms"
 
-    print(f"drops: {ev.drops_mode}; attach + reason names: {attach:.1f} ms (once per boot)")
-    print(f"agent before()+after(): {stat([a for _, a, _ in with_ev])}")
-    print(f"case snapshot_case():   {stat([c for _, _, c in with_ev])}")
-    print(f"round with evidence:    {stat([w for w, _, _ in with_ev])}")
-    print(f"round without:          {stat(without)}")
+    print(f"drops: {local.drops_mode}; attach + reason names: {attach:.1f} ms (once per "
+          "boot)")
+    print(f"round without evidence:          {stat(without)}")
+    for title, rounds in (("evidence server (the agent's way)", served),
+                          ("in the agent and the case process", in_process)):
+        print(f"{title}:")
+        print(f"  round:                         {stat([w for w, _, _ in rounds])}")
+        print(f"  agent before()+after():        {stat([a for _, a, _ in rounds])}")
+        print(f"  case snapshot_case():          {stat([c for _, _, c in rounds])}")
+        print(f"  the reads themselves:          {stat(_work[ids[title]])}")
+    print("each read alone, in a loop (no fork in between):")
     for name, values in parts.items():
         print(f"  {name + ':':38s}{stat(values)}")
     return 0

@@ -37,7 +37,7 @@ import os
 import time
 import traceback
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -48,11 +48,23 @@ from .drops import DropCounter, DropsUnavailable, share, shared
 from .model import DropRecord, Evidence, NetnsDelta
 from .snapshot import NetnsSnapshot, current_id, delta, take, take_in
 
+SYS_NET = "/sys/class/net"
 #: the label of the case's own network namespace
 CASE_LABEL = "case"
 ROOT_LABEL = "root"
 
-_active: CaseEvidence | None = None
+class Collector(Protocol):
+    """What a case process asks of the agent's evidence: `CaseEvidence`, or the
+    `EvidenceServer` that runs one."""
+
+    collecting: bool
+
+    def wait_ready(self) -> None: ...
+
+    def snapshot_case(self) -> None: ...
+
+
+_active: Collector | None = None
 
 
 def _named_netns() -> list[str]:
@@ -60,6 +72,16 @@ def _named_netns() -> list[str]:
         return sorted(os.listdir(NETNS_DIR))
     except FileNotFoundError:
         return []
+
+
+def _root_devices_beyond_lo() -> bool:
+    """Whether the root namespace has a device other than lo: /sys/class/net lists the
+    devices of the namespace sysfs was mounted in (the agent's, the root one) with one
+    getdents, where an rtnetlink dump costs ~1 ms under TCG. Unreadable: True."""
+    try:
+        return any(name != "lo" for name in os.listdir(SYS_NET))
+    except OSError:
+        return True
 
 
 def _ms(since: float) -> float:
@@ -110,27 +132,32 @@ class CaseEvidence:
         t0 = time.perf_counter()
         self._notes = []
         self._softnet = softnet.read()
-        self.root_devices = devstats.read()
+        # the baseline of devices a case may borrow from the root namespace (the VM's NICs);
+        # without any but lo (a VM without NICs) there is nothing to borrow
+        self.root_devices = devstats.read() if _root_devices_beyond_lo() else {}
         self._named = {}
         for name in _named_netns():
             try:
                 self._named[name] = take_in(os.path.join(NETNS_DIR, name), name)
             except OSError as exc:
                 self._notes.append(f"netns {name}: not read at the start ({exc})")
-        _write_handoff(self._handoff, b"")
+        write_handoff(self._handoff, b"")
         if self.drops is not None:
             leftover = self.drops.drain()
             self._late = [r for r in self.drops.records(leftover, self._previous)
                           if _key(r) in self._previous]
         self._cost = _ms(t0)
 
-    def after(self) -> dict[str, Any]:
+    def after(self, child: dict[str, Any] | None = None) -> dict[str, Any]:
         """Right after the case process ended: the evidence, JSON-serialisable (see
-        `Evidence.as_dict`; `render()` turns it into failure-report text)."""
+        `Evidence.as_dict`; `render()` turns it into failure-report text). `child`: the
+        case's namespaces as `case_payload` made them ({}: not read), where they did not
+        come through the handoff memfd (`snapshot_case`)."""
         t0 = time.perf_counter()
         counts = self.drops.drain() if self.drops is not None else {}
         after_softnet = softnet.read()
-        child = _read_handoff(self._handoff)
+        if child is None:
+            child = read_handoff(self._handoff)
         notes = list(self._notes)
         namespaces = [NetnsDelta.from_dict(n) for n in child.get("namespaces", [])]
         if not child:
@@ -169,22 +196,31 @@ class CaseEvidence:
             share(outer_drops)
 
     # -- case side (runs in the forked case process)
+    def wait_ready(self) -> None:
+        """Before the case's setup: the baseline is there already (before() returned)."""
+
     def snapshot_case(self) -> None:
         """In the case process: the changes in its own namespace and the named ones, handed
         to the agent's `after()`. Never raises: a failure becomes a note."""
+        write_handoff(self._handoff, json.dumps(self.case_payload()).encode())
+
+    def case_payload(self, netns: str | None = None) -> dict[str, Any]:
+        """The case's namespaces (`netns`: the path of its own, /proc/PID/ns/net, read by
+        entering it; None: the calling thread's) and the named ones, as `after()` takes
+        them. Never raises: a failure becomes a note."""
         t0 = time.perf_counter()
         payload: dict[str, Any]
         try:
-            payload = {"namespaces": [n.as_dict() for n in self._case_namespaces()]}
+            payload = {"namespaces": [n.as_dict() for n in self._case_namespaces(netns)]}
         except Exception as exc:  # evidence must not fail the case
             payload = {"namespaces": [], "notes": [
                 "reading the case's namespaces failed: "
                 + "".join(traceback.format_exception_only(exc)).strip()]}
         payload["cost_ms"] = _ms(t0)
-        _write_handoff(self._handoff, json.dumps(payload).encode())
+        return payload
 
-    def _case_namespaces(self) -> list[NetnsDelta]:
-        own = take(CASE_LABEL)
+    def _case_namespaces(self, netns: str | None) -> list[NetnsDelta]:
+        own = take(CASE_LABEL) if netns is None else take_in(netns, CASE_LABEL)
         out = [delta(None, own, self.root_devices)]
         seen = {own.ident}
         for name in _named_netns():
@@ -217,13 +253,13 @@ def _key(record: DropRecord) -> int:
 _LEN = 8
 
 
-def _write_handoff(fd: int, data: bytes) -> None:
+def write_handoff(fd: int, data: bytes) -> None:
     if data:
         os.pwrite(fd, data, _LEN)
     os.pwrite(fd, len(data).to_bytes(_LEN, "little"), 0)
 
 
-def _read_handoff(fd: int) -> dict[str, Any]:
+def read_handoff(fd: int) -> dict[str, Any]:
     size = int.from_bytes(os.pread(fd, _LEN, 0).ljust(_LEN, b"\0"), "little")
     if not size:
         return {}
@@ -234,15 +270,29 @@ def _read_handoff(fd: int) -> dict[str, Any]:
     return data
 
 
-def active() -> CaseEvidence | None:
-    """The agent's CaseEvidence (in the agent and in the cases it forked), if any."""
+def active() -> Collector | None:
+    """The agent's evidence (in the agent and in the cases it forked), if any."""
     return _active
 
 
+def set_active(collector: Collector | None) -> None:
+    """Make `collector` what the cases' EvidencePlugin asks (the agent's EvidenceServer)."""
+    global _active
+    _active = collector
+
+
 class EvidencePlugin:
-    """pytest plugin for the agent's session (the forked case processes inherit it): at the
-    start of each case's teardown, before fixtures remove their namespaces, the case process
-    records its namespaces' counters for `CaseEvidence.after()`."""
+    """pytest plugin for the agent's session (the forked case processes inherit it): before
+    each case's setup, the case process waits for the baseline (`wait_ready`); at the start
+    of its teardown, before fixtures remove their namespaces, its namespaces' counters are
+    recorded for `CaseEvidence.after()`."""
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        ev = active()
+        if ev is not None and ev.collecting:
+            ev.wait_ready()
+        return (yield)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_teardown(self, item: pytest.Item,

@@ -37,7 +37,7 @@ LOCATION_PROGRAM = "drop_location"
 BARE_PROGRAM = "drop_location_bare"
 #: drop_key.reason of the location-only program
 NO_REASON = 0xFFFFFFFF
-CFG_IGNORE_TGID, CFG_LOST = 0, 1
+CFG_IGNORE_TGID, CFG_LOST, CFG_IGNORE_TGID2 = 0, 1, 2
 SUBSYS_SHIFT = 16
 
 _KEY = struct.Struct("=QQII")
@@ -182,6 +182,11 @@ class DropCounter(Closing):
                 count = int.from_bytes(got, "little")
             out[DropKey.unpack(raw)] = out.get(DropKey.unpack(raw), 0) + count
         return out
+
+    def ignore_also(self, tgid: int) -> None:
+        """Leave the drops of process `tgid` uncounted too (the agent's evidence server),
+        next to the one given at construction."""
+        self._cfg.update(CFG_IGNORE_TGID2, tgid.to_bytes(8, "little"))
 
     def lost(self) -> int:
         """Drops not counted because the map was full (since load)."""
