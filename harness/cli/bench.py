@@ -141,7 +141,8 @@ def run_boot_bench(spec: str, cases: int = 10, accel: str = "auto",
                 into.append(time.monotonic() - t1)
                 if with_evidence:
                     agent_split.append({**res.get("timing", {}),
-                                        "netns_s": res.get("netns_s", 0.0)})
+                                        "netns_s": res.get("netns_s", 0.0),
+                                        "minflt": float(res.get("minflt", 0))})
                 if not any(r["outcome"] == "passed" for r in res.get("reports", [])):
                     print(f"no-op case did not pass: {res}", file=sys.stderr)
                     return 1
@@ -160,7 +161,7 @@ def run_boot_bench(spec: str, cases: int = 10, accel: str = "auto",
     vm2.close(graceful=False)
     mean = statistics.mean(per_case)
     split = {k: statistics.mean(d.get(k, 0.0) for d in agent_split)
-             for k in ("case_s", "after_s", "netns_s")}
+             for k in ("case_s", "after_s", "netns_s", "minflt")}
     assert vm.info is not None
     figures: dict[str, Any] = {
         "kernel": kernel.label, "release": vm.info.release, "accel": acc.name,
@@ -186,7 +187,8 @@ def run_boot_bench(spec: str, cases: int = 10, accel: str = "auto",
     print(f"per-case overhead (no-op):  {mean * 1000:.0f} ms +- "
           f"{figures['per_case_stdev_s'] * 1000:.0f} over {cases} (goal <= 50 ms); agent: "
           f"case process {split['case_s'] * 1000:.0f} ms (of which fresh netns "
-          f"{split['netns_s'] * 1000:.0f} ms), checks after it {split['after_s'] * 1000:.0f} ms")
+          f"{split['netns_s'] * 1000:.0f} ms, {split['minflt']:.0f} page faults), checks after "
+          f"it {split['after_s'] * 1000:.0f} ms")
     print(f"  of which the stack's evidence: {figures['evidence_cost_s'] * 1000:.0f} ms "
           f"(without: {figures['per_case_without_evidence_s'] * 1000:.0f} ms; goal < 20 ms)")
     if json_out:

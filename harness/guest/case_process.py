@@ -14,6 +14,7 @@ import io
 import json
 import os
 import pstats
+import resource
 import select
 import signal
 import sys
@@ -91,6 +92,7 @@ def _child(item: Any, write_fd: int, trace_fd: int, out_fd: int, hold: bool) -> 
     payload: dict[str, Any]
     profiler = cProfile.Profile() if os.environ.get(PROFILE_ENV) == "1" else None
     imported_before = set(sys.modules)
+    faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     try:
         if profiler is not None:
             profiler.enable()
@@ -110,6 +112,9 @@ def _child(item: Any, write_fd: int, trace_fd: int, out_fd: int, hold: bool) -> 
     # what the case imported (lazily, in its fixtures or body): the agent imports it too,
     # so the next case's process inherits it instead of importing it again
     payload["imported"] = sorted(set(sys.modules) - imported_before)
+    # minor page faults of the case process: after the fork, the first write to each page
+    # of the agent's memory is one (copy-on-write), and under TCG each costs dearly
+    payload["minflt"] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
     _write_all(write_fd, json.dumps(payload).encode())
     os._exit(0)
 
