@@ -27,6 +27,8 @@ from harness.guest.evidence.case import CaseEvidence
 from harness.guest.evidence.drops import BARE_PROGRAM, LOCATION_PROGRAM, DropCounter
 from harness.guest.evidence.fixture import StackCounters
 from harness.guest.evidence.model import Evidence, render
+from harness.guest.evidence.server import EvidenceServer
+from harness.guest.forked import run_forked
 from harness.guest.net import netkit as nk
 from harness.guest.net.links import ipr, oper_state
 from harness.guest.net.netns import run_in_netns, set_up, socket_in, unshare_netns
@@ -233,30 +235,30 @@ def test_demo_veth_peer_down_where_delivery_is_expected(
     expect_delivery(peer_down.b.address, str(peer_down.b.netns), stack_counters)
 
 
-def test_case_evidence_flow() -> None:
+@pytest.mark.parametrize("served", [True, False], ids=["server", "in-process"])
+def test_case_evidence_flow(served: bool) -> None:
     """The agent's flow: before(), a forked case in a fresh namespace that sends to a
-    closed port and records its namespace at teardown, after(): the evidence names the
-    case's namespace with its counters and its drop."""
-    ev = CaseEvidence()
+    closed port and has its namespace recorded at teardown, after(): the evidence names
+    the case's namespace with its counters and its drop. `served`: CaseEvidence run by an
+    EvidenceServer process, as the agent runs it (else in the two processes themselves)."""
+
+    def case_process() -> None:
+        unshare_netns()
+        set_up("lo")
+        ev.wait_ready()
+        send_udp("127.0.0.1")
+        time.sleep(0.05)
+        ev.snapshot_case()
+
+    local = CaseEvidence()
+    ev: CaseEvidence | EvidenceServer = EvidenceServer(local) if served else local
     try:
         ev.before()
-        pid = os.fork()
-        if pid == 0:  # the case process
-            code = 1
-            try:
-                unshare_netns()
-                set_up("lo")
-                send_udp("127.0.0.1")
-                time.sleep(0.05)
-                ev.snapshot_case()
-                code = 0
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        assert run_forked(case_process) == 0
         got = Evidence.from_dict(ev.after())
     finally:
         ev.close()
+        local.close()
     text = render(got)
     case = got.netns("case")
     assert case is not None, text

@@ -21,6 +21,7 @@ from harness.guest.evidence.drops import DropKey, ReasonNames
 from harness.guest.evidence.model import DropRecord, Evidence, render
 from harness.guest.evidence.server import EvidenceServer, EvidenceServerError
 from harness.guest.evidence.snapshot import NetnsId, NetnsSnapshot
+from harness.guest.forked import run_forked
 
 DATA = Path(__file__).parent / "data" / "evidence"
 ROOT = NetnsId(1, 4026531840)
@@ -213,18 +214,13 @@ def served(evidence: tuple[CaseEvidence, FakeCounter], world: dict[str, Any],
 
 def _case_process(server: EvidenceServer, *, snapshot: bool = True) -> None:
     """A forked "case": waits for the baseline, then (or not) has its namespace read."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            server.wait_ready()
-            if snapshot:
-                server.snapshot_case()
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+
+    def case() -> None:
+        server.wait_ready()
+        if snapshot:
+            server.snapshot_case()
+
+    assert run_forked(case) == 0
 
 
 def test_server_round(served: EvidenceServer) -> None:
