@@ -9,7 +9,9 @@
   where the program cannot);
 - `model` (the typed, JSON-serialisable result and its text rendering);
 - `case` (`CaseEvidence`: the agent's before()/after() around each forked case, and the
-  `EvidencePlugin` that has the case process read its own namespaces at teardown);
+  `EvidencePlugin` that has the case process's namespaces read at its teardown);
+- `server` (`EvidenceServer`: the agent's CaseEvidence run by a process of its own that
+  never forks, working while the agent forks and checks each case);
 - `fixture` (`stack_counters`: the same view inside a case, to assert on).
 
 Import the submodules themselves: the host reads `model` (to render the evidence of a
