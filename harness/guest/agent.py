@@ -155,6 +155,8 @@ class AgentLoop:
             self.channel.send({"op": "late", "id": self.last_id, "dmesg": late})
 
     def run(self, msg: Message) -> dict[str, Any]:
+        from .evidence.server import EvidenceServerError
+
         self.send_late()
         nodeid = str(msg["nodeid"])
         collect_s = self.collect(nodeid)
@@ -175,8 +177,6 @@ class AgentLoop:
         if self.evidence is not None:
             self.evidence.collecting = evidence is not None
         evidence_lost = ""
-        from .evidence.server import EvidenceServerError
-
         if evidence is not None:
             try:
                 evidence.before()

@@ -27,11 +27,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from . import bpf as lb
-from .net.netns import NETNS_DIR
+from .net.netns import NETNS_DIR, SYS_NET
 from .uapi import libc
 
 BPFFS = "/sys/fs/bpf"
-SYS_NET = "/sys/class/net"
 #: how long freed BPF objects may take to go after the case's process exited (RCU and
 #: RCU-tasks-trace grace periods, work queues: slow under TCG); only a real leak waits it
 BPF_SETTLE = 15.0

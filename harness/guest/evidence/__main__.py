@@ -24,14 +24,12 @@ from . import devstats, snapshot, snmp, softnet
 from .case import CaseEvidence
 from .server import EvidenceServer
 
-#: cost_ms of each round's evidence: the reading itself, wherever it ran
-_work: dict[int, list[float]] = {}
 
-
-def _round(ev: CaseEvidence | EvidenceServer | None) -> tuple[float, float, float]:
-    """(whole round, agent side, child side) in ms."""
+def _round(ev: CaseEvidence | EvidenceServer | None) -> tuple[float, float, float, float]:
+    """(whole round, agent side, child side, the reads themselves: the evidence's cost_ms,
+    wherever they ran) in ms."""
     t0 = time.perf_counter()
-    agent = 0.0
+    agent = reads = 0.0
     if ev is not None:
         ev.before()
         agent = (time.perf_counter() - t0) * 1e3
@@ -56,9 +54,9 @@ def _round(ev: CaseEvidence | EvidenceServer | None) -> tuple[float, float, floa
     os.waitpid(pid, 0)
     if ev is not None:
         t1 = time.perf_counter()
-        _work.setdefault(id(ev), []).append(float(ev.after().get("cost_ms", 0.0)))
+        reads = float(ev.after().get("cost_ms", 0.0))
         agent += (time.perf_counter() - t1) * 1e3
-    return (time.perf_counter() - t0) * 1e3, agent, child
+    return (time.perf_counter() - t0) * 1e3, agent, child, reads
 
 
 def _parts(ev: CaseEvidence, rounds: int) -> dict[str, list[float]]:
@@ -89,8 +87,6 @@ def main(argv: list[str]) -> int:
         in_process = [_round(local) for _ in range(cases)]
         parts = _parts(local, cases)
         server = EvidenceServer(local)  # as the agent runs it; closes `local` too
-        ids = {"evidence server (the agent's way)": id(server),
-               "in the agent and the case process": id(local)}
         try:
             served = [_round(server) for _ in range(cases)]
         finally:
@@ -108,10 +104,10 @@ def main(argv: list[str]) -> int:
     for title, rounds in (("evidence server (the agent's way)", served),
                           ("in the agent and the case process", in_process)):
         print(f"{title}:")
-        print(f"  round:                         {stat([w for w, _, _ in rounds])}")
-        print(f"  agent before()+after():        {stat([a for _, a, _ in rounds])}")
-        print(f"  case snapshot_case():          {stat([c for _, _, c in rounds])}")
-        print(f"  the reads themselves:          {stat(_work[ids[title]])}")
+        print(f"  round:                         {stat([r[0] for r in rounds])}")
+        print(f"  agent before()+after():        {stat([r[1] for r in rounds])}")
+        print(f"  case snapshot_case():          {stat([r[2] for r in rounds])}")
+        print(f"  the reads themselves:          {stat([r[3] for r in rounds])}")
     print("each read alone, in a loop (no fork in between):")
     for name, values in parts.items():
         print(f"  {name + ':':38s}{stat(values)}")

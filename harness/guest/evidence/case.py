@@ -42,16 +42,16 @@ from typing import Any, Protocol
 import pytest
 
 from ..bpf.library import LibbpfVersionError
-from ..net.netns import NETNS_DIR
+from ..net.netns import NETNS_DIR, SYS_NET
 from . import devstats, softnet
 from .drops import DropCounter, DropsUnavailable, share, shared
 from .model import DropRecord, Evidence, NetnsDelta
 from .snapshot import NetnsSnapshot, current_id, delta, take, take_in
 
-SYS_NET = "/sys/class/net"
 #: the label of the case's own network namespace
 CASE_LABEL = "case"
 ROOT_LABEL = "root"
+
 
 class Collector(Protocol):
     """What a case process asks of the agent's evidence: `CaseEvidence`, or the

@@ -2,11 +2,11 @@
 
 Why a process: the agent forks a process per case, which write-protects every page of its
 memory; the first write to a page afterwards (a Python reference count going up is one) is
-a page fault, and under TCG a fault costs tens of microseconds. Reading the counters is
-cheap in a process that stays put (all reads of a case: ~3 ms on debian:6.12 under TCG),
-but done in the agent and in the case process right after a fork it cost ~33 ms a case,
-nearly all of it faults (`python -m harness.guest.evidence` shows both). The server is
-forked once, before the first case, and never forks again, so its pages stay writable.
+a page fault, and under TCG a fault costs 30-37 us (3.4 us natively). The same reads took
+27.9 ms a case done in the agent and the case process right after a fork, 19.3 ms in a
+process that stays put (debian:6.12 under TCG; reading one case's namespace alone: 5.2
+ms; `python -m harness.guest.evidence` prints these). The server is forked once, before
+the first case, and never forks again, so its pages stay writable.
 
     ev = EvidenceServer(CaseEvidence())   # in the agent, before any case
     ev.before()                           # right before forking a case (returns at once)
@@ -67,7 +67,7 @@ def _die_with_parent() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
 
 
-def _send(sock: socket.socket, data: bytes) -> None:
+def _reply(sock: socket.socket, data: bytes) -> None:
     """To a case process, without blocking: a reply nobody reads (its case died) must not
     stall the server; the next case process skips it."""
     try:
@@ -90,7 +90,7 @@ def _serve(ev: CaseEvidence, agent: socket.socket, cases: socket.socket,
             request = cases.recv(64)
             if request.startswith(b"read "):
                 case_payload = ev.case_payload(f"/proc/{int(request[5:])}/ns/net")
-                _send(cases, request)
+                _reply(cases, request)
         if agent in ready:
             op = agent.recv(64)
             if op in (b"", b"close"):
@@ -98,7 +98,7 @@ def _serve(ev: CaseEvidence, agent: socket.socket, cases: socket.socket,
             if op.startswith(b"before "):
                 case_payload = None
                 ev.before()
-                _send(cases, b"ready " + op[7:])
+                _reply(cases, b"ready " + op[7:])
             elif op == b"after":
                 write_handoff(handoff, json.dumps(ev.after(case_payload or {})).encode())
                 case_payload = None
@@ -111,8 +111,6 @@ class EvidenceServer(Closing):
 
     def __init__(self, evidence: CaseEvidence) -> None:
         self.local = evidence
-        self.drops_mode = evidence.drops_mode
-        self.attach_ms = evidence.attach_ms
         #: False: the agent runs this case without evidence (kmatrix bench compares)
         self.collecting = True
         self._handoff = os.memfd_create("kmatrix-evidence-reply", os.MFD_CLOEXEC)
@@ -144,6 +142,10 @@ class EvidenceServer(Closing):
         if evidence.drops is not None:
             evidence.drops.ignore_also(pid)
         case_mod.set_active(self)
+
+    @property
+    def drops_mode(self) -> str:
+        return self.local.drops_mode
 
     def _send(self, op: bytes) -> None:
         if self._agent is None:

@@ -22,6 +22,8 @@ from ..uapi import CLONE_NEWNET, IFF_UP, SIOCGIFFLAGS, SIOCSIFFLAGS, libc, libc_
 T = TypeVar("T")
 
 NETNS_DIR = "/run/netns"
+#: the devices of the namespace sysfs was mounted in (the root one, in the guest)
+SYS_NET = "/sys/class/net"
 _GONE = (errno.ENOENT, errno.ENODEV)
 
 

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 
 from .. import kmod
 from .links import ipr, wait_for_oper_up
-from .netns import INIT_NETNS, run_in_netns
-
-SYS_NET = "/sys/class/net"
+from .netns import INIT_NETNS, SYS_NET, run_in_netns
 
 
 @dataclass(frozen=True)

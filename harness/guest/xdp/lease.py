@@ -22,6 +22,7 @@ from typing import Any
 from ..net import genl
 from ..net import netkit as nk
 from ..net.netkit import NetkitInfo, NetkitMode, NetkitPairing
+from . import device
 
 
 def create_netkit(name: str, *, single: bool = True, rx_queues: int = 2,
@@ -68,8 +69,5 @@ def lender_view(lender_ifindex: int, lender_queue: int) -> genl.QueueLease | Non
 
 def bring_up(*ifindexes: int) -> None:
     """IFF_UP on each device: queue-get answers ENOENT for a device that is down."""
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        for index in ifindexes:
-            ipr.link("set", index=index, state="up")
+    for index in ifindexes:
+        device.set_link(index, state="up")
