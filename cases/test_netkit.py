@@ -89,7 +89,8 @@ _seq = itertools.count()
 
 @contextlib.contextmanager
 def rtnl(ns: str) -> Iterator[Any]:
-    with IPRoute(netns=ns, flags=0) as ipr:
+    """An rtnetlink socket in namespace `ns` (made by entering it: IPRoute(netns=) forks)."""
+    with run_in_netns(ns), IPRoute() as ipr:
         yield ipr
 
 

@@ -4,8 +4,10 @@ Figures, measured in one run on one kernel (host wall-clock seconds unless said)
 - plain boot: `vng -r IMAGE --exec true`, start to exit, median of --plain-runs (the
   floor any vng runner pays): the reference every ratio is taken against;
 - boot to first case verdict: VM start to the first (no-op) case's verdict on the host,
-  broken down into host start (spawn to the kernel's banner), kernel to init and init to
-  agent (guest clock, from the kernel's log), agent imports, collection, first case;
+  broken down into host start (spawn to the kernel's banner), kernel to init, init to exec
+  (virtme-ng's init, to our shell line) and exec to agent (our mounts, the interpreter's
+  start, the agent module's imports: guest clock), agent imports (its own, before hello),
+  session start (its pytest session: config, plugins, conftests), collection, first case;
 - restart after a crash: a case panics the guest; from that verdict to the next case's
   verdict on a fresh VM of the same kernel (the probes it already answered are reused);
 - per-case overhead: mean host-side time of a no-op guest case (fork into a fresh network
@@ -98,11 +100,19 @@ def breakdown(vm: GuestVM, to_verdict: float, first: dict[str, Any]) -> dict[str
     g, m = vm.info.guest, vm.marks
     banner = m.get("banner", m["spawn"]) - m["spawn"]
     init_at, agent_at = g.get("init_at", -1.0), g.get("agent_at", -1.0)
+    exec_at = g.get("exec_at", -1.0)
+    nan = float("nan")
     out = {"host_start_s": banner,
-           "kernel_to_init_s": init_at if init_at >= 0 else float("nan"),
-           "init_to_agent_s": agent_at - init_at if init_at >= 0 else float("nan"),
+           "kernel_to_init_s": init_at if init_at >= 0 else nan,
+           # virtme-ng's init, to the moment it runs our shell line
+           "init_to_exec_s": exec_at - init_at if init_at >= 0 and exec_at >= 0 else nan,
+           # our mounts, the interpreter's start, the agent module's imports (pytest's)
+           "exec_to_agent_s": agent_at - exec_at if exec_at >= 0 else nan,
+           "init_to_agent_s": agent_at - init_at if init_at >= 0 else nan,
            "agent_imports_s": g.get("import_s", 0.0),
            "hello_s": m["hello"] - m["spawn"],
+           # from the agent's hello to its pytest session ready (config, plugins, conftests)
+           "session_start_s": g.get("collect_s", nan),
            # cases are collected per module, when the first of the module is asked for
            "collection_s": float(first.get("timing", {}).get("collect_s", 0.0)),
            "first_case_s": to_verdict - vm.info.boot_s
@@ -179,8 +189,8 @@ def run_boot_bench(spec: str, cases: int = 10, accel: str = "auto",
     }
     print(f"boot to first case verdict: {to_verdict:.1f}s = "
           f"{figures['boot_to_first_case_ratio']:.2f} x plain boot (goal <= 1.5)")
-    for key in ("host_start_s", "kernel_to_init_s", "init_to_agent_s", "agent_imports_s",
-                "collection_s", "first_case_s"):
+    for key in ("host_start_s", "kernel_to_init_s", "init_to_exec_s", "exec_to_agent_s",
+                "agent_imports_s", "session_start_s", "collection_s", "first_case_s"):
         print(f"  {key.removesuffix('_s').replace('_', ' '):<24} {parts[key]:6.1f}s")
     print(f"restart after a crash:      {restart:.1f}s = {figures['restart_ratio']:.2f} x "
           f"plain boot (crash seen after {lost_s:.1f}s)")

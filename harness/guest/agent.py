@@ -27,7 +27,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ class AgentLoop:
 
     def __init__(self, channel: Channel, kmsg: Kmsg, messages: Iterator[Message],
                  expect: dict[str, dict[str, Any]], known: dict[str, dict[str, Any]],
-                 nodeids: list[str]) -> None:
+                 nodeids: list[str], evidence: Callable[[], Any]) -> None:
         self.channel = channel
         #: the node ids the host may ask for, by module (collected on first use)
         self.wanted: dict[str, list[str]] = {}
@@ -67,9 +67,11 @@ class AgentLoop:
         self.state: isolation.Snapshot | None = None
         #: (node id, pid) of a failed case's process held before its teardown
         self.held: tuple[str, int] | None = None
-        #: the stack's counters and drop reasons around each case (before the isolation
+        #: the stack's counters and drop reasons around each case (loading, in a thread
+        #: started before the session: `evidence`; waited for before the isolation
         #: baseline: its program, map and link are the agent's, not a case's leak)
-        self.evidence = _case_evidence()
+        self.evidence: Any = None
+        self._evidence = evidence
 
     def pytest_configure(self, config: Any) -> None:
         from .expect import install
@@ -112,6 +114,11 @@ class AgentLoop:
 
     def pytest_runtestloop(self, session: Any) -> bool:
         self.session = session
+        try:
+            self.evidence = self._evidence()
+        except BaseException as exc:  # the host's boot fails with this, not a bare EOF
+            self.channel.send({"op": "fatal", "error": "".join(traceback.format_exception(exc))})
+            raise
         self.state = isolation.take()
         self.channel.send({"op": "collected", "count": 0, "errors": []})
         for msg in self.messages:
@@ -216,15 +223,26 @@ class AgentLoop:
         return result
 
 
-def _case_evidence() -> Any:
-    """The agent's evidence (`CaseEvidence` run by an `EvidenceServer` process), unless
-    KMATRIX_EVIDENCE=0 (None: cases run without)."""
+def _case_evidence() -> Callable[[], Any]:
+    """Start loading the agent's evidence (`CaseEvidence`: its drop counter's program is
+    verified and attached, 0.6 s under TCG) in a thread, which runs while the agent starts
+    its pytest session (libbpf's calls, through ctypes, let go of the GIL); the returned
+    function waits for it and returns it run by an `EvidenceServer` process (forked then,
+    with no other thread of ours running), or None when KMATRIX_EVIDENCE=0 (cases run
+    without)."""
     if os.environ.get("KMATRIX_EVIDENCE", "1") == "0":
-        return None
+        return lambda: None
+    from .background import start
     from .evidence.case import CaseEvidence
-    from .evidence.server import EvidenceServer
 
-    return EvidenceServer(CaseEvidence())
+    loading = start(CaseEvidence, "kmatrix-evidence")
+
+    def server() -> Any:
+        from .evidence.server import EvidenceServer
+
+        return EvidenceServer(loading())
+
+    return server
 
 
 def _no_evidence(why: str) -> dict[str, Any]:
@@ -320,13 +338,16 @@ def serve(channel: Channel, t0: float) -> int:
     os.environ["KMATRIX_GUEST"] = "1"
     import pytest
 
-    from . import plugin  # noqa: F401  (imported now: its import time counts as import_s)
+    from . import plugin  # imported now: its import time counts as import_s
+
+    evidence = _case_evidence()
 
     t_import = time.monotonic()
     uptime = float(Path("/proc/uptime").read_text().split()[0])
     channel.send({"op": "hello", "release": os.uname().release, "probes": {},
                   "probe_dmesg": kmsg.drain(), "uptime": uptime, "agent_at": agent_at,
                   "init_at": init_at if init_at is not None else -1.0,
+                  "exec_at": _exec_at(),
                   "import_s": t_import - t0, "probe_s": 0.0,
                   "python": sys.version.split()[0]})
     messages = channel.messages()
@@ -336,17 +357,34 @@ def serve(channel: Channel, t0: float) -> int:
         if msg.get("op") == "collect":
             nodeids = [str(n) for n in msg["nodeids"]]
             loop = AgentLoop(channel, kmsg, messages, dict(msg.get("expect", {})),
-                             dict(msg.get("probes", {})), nodeids)
+                             dict(msg.get("probes", {})), nodeids, evidence)
             # the modules as arguments: pytest finds the rootdir and the conftests from them
+            from . import fixtures
+            from .evidence import fixture as evidence_fixture
             from .evidence.case import EvidencePlugin
 
+            # the guest plugin and the fixture modules it names as objects, not `-p`: for a
+            # name given with -p or in a registered module's `pytest_plugins` (conftest.py
+            # names the fixture modules too), pytest 9 first searches every installed
+            # distribution's entry points, reading each one's metadata (0.8 s a boot under
+            # TCG for the three); a module registered already is not looked up. The guest
+            # plugin last: its hooks run before the others', as they did with -p.
             pytest.main(["-p", "no:cacheprovider", "-q", "--tb=long", "-o", "addopts=",
-                         "-p", "harness.guest.plugin",
                          "-W", "ignore::pytest.PytestAssertRewriteWarning",
                          *dict.fromkeys(module_of(n) for n in nodeids)],
-                        plugins=[loop, EvidencePlugin(), REPORTS])
+                        plugins=[loop, EvidencePlugin(), REPORTS, fixtures, evidence_fixture,
+                                 plugin])
             return 0
     return 0
+
+
+def _exec_at() -> float:
+    """The guest's uptime when init ran the agent's shell line (-1: not known; the agent
+    was started otherwise, e.g. over SSH)."""
+    try:
+        return float(os.environ.get("KMATRIX_EXEC_AT", "-1"))
+    except ValueError:
+        return -1.0
 
 
 def main() -> int:

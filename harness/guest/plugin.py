@@ -1,4 +1,4 @@
-"""The guest's pytest plugin (loaded by the agent with ``-p harness.guest.plugin``):
+"""The guest's pytest plugin (registered by the agent; ``-p harness.guest.plugin`` elsewhere):
 `requires` markers gate cases on feature probes, held to the host's expectations
 (harness/guest/expect.py):
 

@@ -38,7 +38,8 @@ def add_options(parser: pytest.Parser) -> None:
                     help="QEMU accelerator; auto uses KVM only where it boots a kernel")
     group.addoption("--vm-cpus", type=int, default=None,
                     help="guest CPUs (default: 2, fewer when parallel VMs would outnumber "
-                         "the host's cores: oversubscribed TCG vCPUs slow boots 5x)")
+                         "the host's cores: oversubscribed multi-vCPU TCG guests spin on "
+                         "locks, boots 5x slower)")
     group.addoption("--vm-memory", default="2G", help="guest memory (default 2G)")
     group.addoption("--boot-timeout", type=float, default=300.0,
                     help="seconds a boot may go without a sign of progress (kernel console "

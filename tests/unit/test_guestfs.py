@@ -32,6 +32,8 @@ def test_bootstrap_mounts_then_execs_the_command_even_when_mounting_fails() -> N
     assert f"export TMPDIR={guestfs.GUEST_TMP}" in line
     # the command runs whatever the mounts did: after `||`-guarded groups, never `&&`
     assert line.endswith("exec env A=1 python -m agent")
+    # when init ran the line, for the boot's breakdown: a shell builtin, no fork
+    assert line.startswith(f"read -r {guestfs.EXEC_AT_ENV} _ < /proc/uptime; export ")
     assert "} || echo" in line
 
 

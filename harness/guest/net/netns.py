@@ -69,23 +69,15 @@ def in_new_netns(fn: Callable[[], T], *, lo_up: bool = True) -> T:
     """Run `fn` in a new thread that first moves itself into a fresh network namespace (lo
     up); the namespace dies with the thread unless `fn` keeps it. Exceptions are re-raised
     in the caller's thread."""
-    box: dict[str, object] = {}
+    from ..background import start
 
-    def body() -> None:
-        try:
-            unshare_netns()
-            if lo_up:
-                set_up("lo")
-            box["result"] = fn()
-        except BaseException as exc:  # handed to the caller's thread
-            box["error"] = exc
+    def body() -> T:
+        unshare_netns()
+        if lo_up:
+            set_up("lo")
+        return fn()
 
-    thread = threading.Thread(target=body, name="kmatrix-netns")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["result"]  # type: ignore[return-value]
+    return start(body, "kmatrix-netns")()
 
 
 def create_netns(name: str, *, lo_up: bool = True) -> None:

@@ -84,10 +84,16 @@ def cached_dirs(extra: Iterable[Path] = ()) -> list[Path]:
     return outermost([PROJECT_ROOT, *python_dirs(), *extra])
 
 
+#: the guest's uptime when virtme-ng's init ran our shell line (read by the agent)
+EXEC_AT_ENV = "KMATRIX_EXEC_AT"
+
+
 def bootstrap(dirs: Sequence[Path], command: Sequence[str]) -> str:
-    """The guest's shell line: a tmpfs for temporary files (TMPDIR), the cached export
-    with `dirs` bound from it over their own paths, then exec `command`. A failed mount
-    is reported, not fatal."""
+    """The guest's shell line: when it started (EXEC_AT_ENV: the guest's uptime, for the
+    boot's breakdown), a tmpfs for temporary files (TMPDIR), the cached export with `dirs`
+    bound from it over their own paths, then exec `command`. A failed mount is reported,
+    not fatal."""
+    started = f"read -r {EXEC_AT_ENV} _ < /proc/uptime; export {EXEC_AT_ENV}"  # no fork
     tmp = (f"mkdir -p {GUEST_TMP} && mount -t tmpfs -o mode=1777 kmatrix-tmp {GUEST_TMP} "
            f"&& export TMPDIR={GUEST_TMP}")
     binds = " && ".join(
@@ -99,5 +105,5 @@ def bootstrap(dirs: Sequence[Path], command: Sequence[str]) -> str:
         mount += f" && {binds}"
     warn = ("echo 'kmatrix: cached 9p mount failed; the agent reads the uncached root' >&2")
     # re-enter the working folder by name: the shell's cwd is the folder under the bind
-    return (f"{{ {tmp}; }}; {{ {mount}; }} || {warn}; cd -- \"$PWD\" 2>/dev/null; "
+    return (f"{started}; {{ {tmp}; }}; {{ {mount}; }} || {warn}; cd -- \"$PWD\" 2>/dev/null; "
             f"exec {shlex.join(command)}")
