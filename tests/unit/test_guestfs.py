@@ -41,3 +41,15 @@ def test_qemu_export_is_read_only() -> None:
     opts = guestfs.qemu_opts()
     assert any("readonly=on" in o and "path=/" in o for o in opts)
     assert any(f"mount_tag={guestfs.MOUNT_TAG}" in o for o in opts)
+
+
+def test_boot_script_is_named_by_its_content(tmp_path: Path) -> None:
+    """The guest's shell line goes in a file: on the kernel command line (virtme-ng's
+    --exec, base64) a few long paths overflowed its 2048 bytes and the kernel panicked."""
+    line = guestfs.bootstrap([Path("/work/" + "x" * 900)], ["env", "A=1", "python", "-m", "a"])
+    assert len(line) > 1800
+    script = guestfs.boot_script(line, tmp_path)
+    assert script.read_text() == line + "\n"
+    assert guestfs.boot_script(line, tmp_path) == script  # the same line, the same file
+    assert guestfs.boot_script(line + " ", tmp_path) != script
+    assert len(f"sh {script}") < 200

@@ -24,6 +24,8 @@ the guest a tmpfs for temporary files (`GUEST_TMP`).
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shlex
 import sys
 import sysconfig
@@ -107,3 +109,20 @@ def bootstrap(dirs: Sequence[Path], command: Sequence[str]) -> str:
     # re-enter the working folder by name: the shell's cwd is the folder under the bind
     return (f"{started}; {{ {tmp}; }}; {{ {mount}; }} || {warn}; cd -- \"$PWD\" 2>/dev/null; "
             f"exec {shlex.join(command)}")
+
+
+def boot_script(line: str, cache: Path) -> Path:
+    """`line` (the guest's shell line) as a script under `cache`, named by its content, for
+    `vng --exec "sh SCRIPT"`: virtme-ng passes --exec on the kernel command line (base64),
+    whose limit is 2048 bytes on x86, and with a few long paths (the checkout, the Python
+    installation, the BPF objects, each twice) the line itself would overflow it: a Debian
+    kernel then panics before its first console line ("strlen: detected buffer overflow").
+    The guest reads the script through virtme-ng's root (the host's, over 9p)."""
+    folder = cache / "boot"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(line.encode()).hexdigest()[:24]}.sh"
+    if not path.exists():  # written whole, then renamed: a concurrent reader sees all or none
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(line + "\n")
+        tmp.replace(path)
+    return path

@@ -152,7 +152,9 @@ class GuestVM(AgentSession):
                 "--cwd", str(self.rootdir), "--append", f"loglevel={CONSOLE_LOGLEVEL}",
                 *self.options.extra_vng_args]
         argv += [f"--qemu-opts={opt}" for opt in qemu_opts]
-        argv += ["--exec", command]
+        # the line in a script: on the kernel command line it could overflow its 2 KB
+        script = guestfs.boot_script(command, cache_root())
+        argv += ["--exec", f"sh {shlex.quote(str(script))}"]
         return leash.argv(argv)
 
     def start(self) -> None:
