@@ -18,6 +18,9 @@ from typing import Any
 PORT_NAME = "org.kmatrix.ctl"
 #: the virtio-serial port of an interactive shell (kmatrix shell, --keep-failed)
 SHELL_PORT_NAME = "org.kmatrix.shell"
+#: the guest's uptime when virtme-ng's init ran the agent's shell line (set by that line,
+#: reported in the agent's hello as "exec_at")
+EXEC_AT_ENV = "KMATRIX_EXEC_AT"
 
 Message = dict[str, Any]
 

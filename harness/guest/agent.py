@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..protocol import Message
+from ..protocol import EXEC_AT_ENV, Message
 from . import isolation
 from .bpf import core_btf
 from .case_process import REPORTS, run_item
@@ -382,7 +382,7 @@ def _exec_at() -> float:
     """The guest's uptime when init ran the agent's shell line (-1: not known; the agent
     was started otherwise, e.g. over SSH)."""
     try:
-        return float(os.environ.get("KMATRIX_EXEC_AT", "-1"))
+        return float(os.environ.get(EXEC_AT_ENV, "-1"))
     except ValueError:
         return -1.0
 

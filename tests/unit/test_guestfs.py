@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from harness.paths import PROJECT_ROOT
+from harness.protocol import EXEC_AT_ENV
 from harness.targets.qemu import guestfs
 
 
@@ -33,7 +34,7 @@ def test_bootstrap_mounts_then_execs_the_command_even_when_mounting_fails() -> N
     # the command runs whatever the mounts did: after `||`-guarded groups, never `&&`
     assert line.endswith("exec env A=1 python -m agent")
     # when init ran the line, for the boot's breakdown: a shell builtin, no fork
-    assert line.startswith(f"read -r {guestfs.EXEC_AT_ENV} _ < /proc/uptime; export ")
+    assert line.startswith(f"read -r {EXEC_AT_ENV} _ < /proc/uptime; export ")
     assert "} || echo" in line
 
 

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+from ..background import start
 from ..uapi import CLONE_NEWNET, IFF_UP, SIOCGIFFLAGS, SIOCSIFFLAGS, libc, libc_check
 
 T = TypeVar("T")
@@ -69,8 +70,6 @@ def in_new_netns(fn: Callable[[], T], *, lo_up: bool = True) -> T:
     """Run `fn` in a new thread that first moves itself into a fresh network namespace (lo
     up); the namespace dies with the thread unless `fn` keeps it. Exceptions are re-raised
     in the caller's thread."""
-    from ..background import start
-
     def body() -> T:
         unshare_netns()
         if lo_up:

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ...paths import PROJECT_ROOT
+from ...protocol import EXEC_AT_ENV
 
 MOUNT_TAG = "kmxcache"
 #: where the guest mounts the cached export (the bind mounts come from here)
@@ -84,10 +85,6 @@ def cached_dirs(extra: Iterable[Path] = ()) -> list[Path]:
     """The folders the guest reads through the cached mount: the checkout, the Python
     environment and `extra` (the BPF object set, case folders outside the checkout)."""
     return outermost([PROJECT_ROOT, *python_dirs(), *extra])
-
-
-#: the guest's uptime when virtme-ng's init ran our shell line (read by the agent)
-EXEC_AT_ENV = "KMATRIX_EXEC_AT"
 
 
 def bootstrap(dirs: Sequence[Path], command: Sequence[str]) -> str:
