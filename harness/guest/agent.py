@@ -114,6 +114,10 @@ class AgentLoop:
 
     def pytest_runtestloop(self, session: Any) -> bool:
         self.session = session
+        # nobody reads the guest's terminal: verdicts go to the host as data. Without the
+        # reporter (as on an xdist worker), a case's process does not format progress for
+        # each of its reports (8-16 ms a case under TCG)
+        session.config.pluginmanager.unregister(name="terminalreporter")
         try:
             self.evidence = self._evidence()
         except BaseException as exc:  # the host's boot fails with this, not a bare EOF
@@ -164,6 +168,7 @@ class AgentLoop:
     def run(self, msg: Message) -> dict[str, Any]:
         from .evidence.server import EvidenceServerError
 
+        t_request = time.monotonic()
         self.send_late()
         nodeid = str(msg["nodeid"])
         collect_s = self.collect(nodeid)
@@ -189,6 +194,10 @@ class AgentLoop:
                 evidence.before()
             except EvidenceServerError as exc:  # the rest run without
                 evidence_lost, evidence, self.evidence = str(exc), None, None
+        # pytest computes an item's location (its file checked to exist, over 9p, and
+        # relative to the rootdir) in its protocol; once here, in the process that stays,
+        # and the case processes inherit it
+        _ = item.location
         t0 = time.monotonic()
         result = run_item(item, float(msg.get("timeout", 120)), hold_on_failure=hold)
         t1 = time.monotonic()
@@ -203,6 +212,7 @@ class AgentLoop:
                 evidence_lost, evidence, self.evidence = str(exc), None, None
         learn_imports(result.pop("imported", []))
         result["dmesg"] = self.kmsg.drain()
+        t_check = time.monotonic()
         after = isolation.settle(before)
         leaked = isolation.leaks(before, after)
         if leaked:
@@ -210,6 +220,7 @@ class AgentLoop:
             result["not_cleaned"] = isolation.clean(before, leaked)
             after = isolation.take()
         self.state = after
+        t_evidence = time.monotonic()
         if evidence is not None:
             try:
                 result["evidence"] = evidence.after_end()
@@ -218,8 +229,11 @@ class AgentLoop:
         if evidence_lost:
             result["evidence"] = _no_evidence(evidence_lost)
         # where the agent's time went (kmatrix bench reports it)
-        result["timing"] = {"case_s": t1 - t0, "after_s": time.monotonic() - t1,
-                            "collect_s": collect_s}
+        t_end = time.monotonic()
+        result["timing"] = {"case_s": t1 - t0, "after_s": t_end - t1,
+                            "collect_s": collect_s, "before_s": t0 - t_request,
+                            "isolation_s": t_evidence - t_check,
+                            "evidence_after_s": t_end - t_evidence}
         return result
 
 

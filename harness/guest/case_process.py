@@ -83,6 +83,20 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[n:]
 
 
+#: the names in sys.modules when it last had as many (the agent's, inherited by each case)
+_MODULES: frozenset[str] = frozenset()
+
+
+def _modules() -> frozenset[str]:
+    """sys.modules' names, as the agent knew them before the fork when it has not changed
+    since: a new set in the case process would touch every name (its reference count), and
+    so copy every page holding one (a copy-on-write fault each, ~35 us under TCG)."""
+    global _MODULES
+    if len(sys.modules) != len(_MODULES):
+        _MODULES = frozenset(sys.modules)
+    return _MODULES
+
+
 def _child(item: Any, write_fd: int, trace_fd: int, out_fd: int, hold: bool) -> None:
     """Runs in the forked child: one collected item, its reports as JSON to write_fd."""
     os.setpgid(0, 0)  # so a timeout kills the tools the case started too
@@ -91,19 +105,21 @@ def _child(item: Any, write_fd: int, trace_fd: int, out_fd: int, hold: bool) -> 
     os.dup2(out_fd, 2)
     payload: dict[str, Any]
     profiler = cProfile.Profile() if os.environ.get(PROFILE_ENV) == "1" else None
-    imported_before = set(sys.modules)
+    imported_before = _modules()
     faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    #: monotonic clock readings (one clock for the whole guest): the case process's phases
+    marks = {"child": time.monotonic()}
     try:
         if profiler is not None:
             profiler.enable()
-        t0 = time.monotonic()
         enter_fresh_netns()  # each case starts clean: its own network namespace, lo up
-        t_netns = time.monotonic() - t0
+        marks["netns"] = time.monotonic()
         REPORTS.reports = []
         REPORTS.hold_fd = write_fd if hold else None
         item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
+        marks["protocol"] = time.monotonic()
         payload = {"reports": [serialize_report(r) for r in REPORTS.reports],
-                   "netns_s": t_netns}
+                   "netns_s": marks["netns"] - marks["child"]}
     except BaseException as exc:  # report anything, including SystemExit
         payload = {"reports": [], "collect_errors": [f"agent child: {exc!r}"]}
     if profiler is not None:
@@ -111,10 +127,13 @@ def _child(item: Any, write_fd: int, trace_fd: int, out_fd: int, hold: bool) -> 
         payload["profile"] = profile_text(profiler)
     # what the case imported (lazily, in its fixtures or body): the agent imports it too,
     # so the next case's process inherits it instead of importing it again
-    payload["imported"] = sorted(set(sys.modules) - imported_before)
+    payload["imported"] = (sorted(set(sys.modules) - imported_before)
+                           if len(sys.modules) != len(imported_before) else [])
     # minor page faults of the case process: after the fork, the first write to each page
     # of the agent's memory is one (copy-on-write), and under TCG each costs dearly
     payload["minflt"] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
+    marks["sent"] = time.monotonic()
+    payload["marks"] = marks
     _write_all(write_fd, json.dumps(payload).encode())
     os._exit(0)
 
@@ -143,12 +162,14 @@ def run_item(item: Any, timeout: float, *, hold_on_failure: bool = False) -> dic
     # what the agent holds is not the child's to collect: without this, the child's first
     # garbage collection touches (and so copies) every page of the agent's objects
     gc.freeze()
+    _modules()  # in the agent: see its docstring
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
         _child(item, write_fd, trace_fd, out_fd, hold_on_failure)
     os.close(write_fd)
     chunks: list[bytes] = []
+    received = start  # when the verdict's first bytes came
     timed_out = False
     deadline = start + timeout
     while True:
@@ -161,6 +182,8 @@ def run_item(item: Any, timeout: float, *, hold_on_failure: bool = False) -> dic
             data = os.read(read_fd, 65536)
             if not data:
                 break
+            if not chunks:
+                received = time.monotonic()
             chunks.append(data)
             if hold_on_failure and _held(chunks):
                 os.close(read_fd)
@@ -176,6 +199,7 @@ def run_item(item: Any, timeout: float, *, hold_on_failure: bool = False) -> dic
         except ProcessLookupError:
             pass
     _, status = os.waitpid(pid, 0)
+    reaped = time.monotonic()
     os.close(read_fd)
     output = _read_all(out_fd)[-8000:]
     os.close(trace_fd)
@@ -187,10 +211,28 @@ def run_item(item: Any, timeout: float, *, hold_on_failure: bool = False) -> dic
             result.update(json.loads(b"".join(chunks)))
         except ValueError:
             result["collect_errors"] = ["agent: unreadable verdict from the case process"]
+        else:
+            result["phases"] = phases(start, result.pop("marks", {}), received, reaped)
     elif not timed_out:
         result["collect_errors"] = [f"agent: the case process {exit_text(status)} without "
                                     "sending a verdict"]
     return result
+
+
+def phases(start: float, marks: dict[str, float], received: float,
+           reaped: float) -> dict[str, float]:
+    """Where a case process's time went, in seconds (kmatrix bench prints it): `fork` to the
+    child's first instruction of ours, its fresh `netns`, pytest's runtest `protocol`, its
+    `verdict` (reports, imports, faults), the `handoff` of its first bytes to the agent,
+    and the `exit`: the rest of the verdict, the child's address space torn down (its
+    pipe's end closes after that), reaped."""
+    try:
+        return {"fork": marks["child"] - start, "netns": marks["netns"] - marks["child"],
+                "protocol": marks["protocol"] - marks["netns"],
+                "verdict": marks["sent"] - marks["protocol"],
+                "handoff": received - marks["sent"], "exit": reaped - received}
+    except KeyError:  # the child failed before its marks were all taken
+        return {}
 
 
 def _held(chunks: list[bytes]) -> bool:

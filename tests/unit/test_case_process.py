@@ -82,6 +82,23 @@ def test_runs_the_item_in_a_fresh_namespace() -> None:
     assert name == "b"
     assert int(inode) != netns_inode()  # not the agent's namespace
     assert result["netns_s"] > 0 and not result["timed_out"]
+    # where its time went, in the order it went (kmatrix bench prints them)
+    phases = result["phases"]
+    assert list(phases) == ["fork", "netns", "protocol", "verdict", "handoff", "exit"]
+    assert all(v >= 0 for v in phases.values())
+    assert sum(phases.values()) <= result["duration"]
+
+
+def test_what_a_case_imported_is_named_for_the_agent() -> None:
+    import sys
+
+    def imports() -> None:
+        import colorsys  # noqa: F401
+
+    assert "colorsys" not in sys.modules
+    result = run_item(Item("t::imports", imports), 30)
+    assert "colorsys" in result["imported"]
+    assert run_item(Item("t::nothing", lambda: None), 30)["imported"] == []
 
 
 def test_timeout_kills_it_with_its_stack() -> None:
