@@ -392,13 +392,19 @@ def stop_leashed(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+#: the kernel's first console line starts with it
+BANNER = b"Linux version"
+
+
 def _copy_stream(stream: IO[bytes] | None, path: Path, marks: dict[str, float]) -> None:
     """Append everything QEMU/vng print (kernel console, guest stderr) to the console log;
     note when the kernel's banner went by (marks["banner"], host clock)."""
     if stream is None:
         return
     with open(path, "ab", buffering=0) as out:
+        tail = b""  # the banner may straddle two reads
         for chunk in iter(lambda: stream.read1(65536), b""):  # type: ignore[attr-defined]
-            if "banner" not in marks and b"Linux version" in chunk:
+            if "banner" not in marks and BANNER in tail + chunk:
                 marks["banner"] = time.monotonic()
+            tail = chunk[-len(BANNER):]
             out.write(chunk)
