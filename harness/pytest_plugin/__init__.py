@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -42,11 +42,32 @@ from .live import LiveProgress
 from .options import add_options
 from .recorder import ResultRecorder
 from .selection import ShardSelection
-from .session import SessionState, state_key
+from .session import SessionState, case_dirs, state_key
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
+
+
+def default_cases(config: pytest.Config, dirs: Sequence[Path]) -> list[str]:
+    """What `kmatrix run` runs when given no test path: ini `kmatrix_default_cases`, else
+    the case folders `dirs`."""
+    defaults = [Path(p) for p in config.getini("kmatrix_default_cases")]
+    return [str(d) for d in (defaults or dirs)]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """`kmatrix run` with no test path, started outside the project: pytest looks for the
+    initial conftests where it was started, meets the project's conftest.py (which names
+    plugins) only while collecting the case folders, and refuses it there ("Defining
+    'pytest_plugins' in a non-top-level conftest"). The case folders the run will collect
+    are where the initial conftests are looked for instead (what pytest itself does when a
+    path is given); which paths the run collects is still decided in pytest_configure."""
+    known = early_config.known_args_namespace
+    if in_guest() or not getattr(known, "cases_by_default", False) or known.file_or_dir:
+        return
+    known.file_or_dir = default_cases(early_config, case_dirs(early_config))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -74,8 +95,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if (config.getoption("cases_by_default")
             and config.args_source != pytest.Config.ArgsSource.ARGS):
         # no test path was given (pytest's own parser says so): the case folders
-        defaults = [Path(p) for p in config.getini("kmatrix_default_cases")]
-        config.args = [str(d) for d in (defaults or state.case_dirs)]
+        config.args = default_cases(config, state.case_dirs)
     interrupt_on_sigterm()
     if state.kernels and not hasattr(config, "workerinput"):
         config.pluginmanager.register(ResultRecorder(state), "kmatrix-results")

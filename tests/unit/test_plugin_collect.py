@@ -197,3 +197,51 @@ def test_default_run_takes_the_default_cases_only(pytester: pytest.Pytester) -> 
                                 "-p", "no:cacheprovider")
     assert [line for line in result.outlines if "::" in line] == [
         "cases/test_cases.py::test_x[kA]"]
+
+
+def test_default_run_started_outside_the_project(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`kmatrix run` from another folder (it passes --rootdir and -c): the project's
+    conftest.py names plugins, and pytest refuses that in a conftest it meets only while
+    collecting; the case folders are where the initial conftests are looked for."""
+    pytester.makeini("[pytest]\nkmatrix_case_dirs = cases\n")
+    pytester.makeconftest("pytest_plugins = ['helpers']\n")
+    (pytester.path / "helpers.py").write_text("import pytest\n"
+                                              "@pytest.fixture\ndef helper():\n    return 1\n")
+    pytester.mkdir("cases")
+    (pytester.path / "cases" / "test_c.py").write_text("def test_x(helper):\n    pass\n")
+    k1 = _fake_kernel(pytester.path / "kA")
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))  # not inside the project
+    monkeypatch.syspath_prepend(pytester.path)
+    result = pytester.runpytest("--rootdir", str(pytester.path),
+                                "-c", str(pytester.path / "tox.ini"), "--kernel", k1,
+                                "--cases-by-default", "--collect-only", "-q",
+                                "-p", "no:cacheprovider")
+    assert "non-top-level" not in result.stdout.str()
+    assert [line for line in result.outlines if "::" in line] == [
+        "cases/test_c.py::test_x[kA]"]
+
+
+@pytest.mark.parametrize("where", ["checkout", "elsewhere"])
+def test_kmatrix_run_collects_quietly(tmp_path: Path, where: str) -> None:
+    """`kmatrix run` (no test path, two kernels: two xdist workers) collects the default
+    cases from the checkout and from a folder outside it, without pytest's warning that
+    `harness` could not be rewritten (an xdist worker started in the checkout has it
+    imported already)."""
+    import subprocess
+    import sys
+
+    from harness.paths import PROJECT_ROOT
+
+    kernels = [_fake_kernel(tmp_path / "kA"), _fake_kernel(tmp_path / "kB")]
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--kernel", kernels[0],
+                           "--kernel", kernels[1], "-n", "2", "--no-live",
+                           "--results-dir", str(tmp_path / "results"),
+                           "--collect-only", "-p", "no:cacheprovider"],
+                          cwd=PROJECT_ROOT if where == "checkout" else tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert " tests collected in " in last and "error" not in last, last
+    assert "cannot be rewritten" not in proc.stdout
