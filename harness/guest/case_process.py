@@ -118,8 +118,7 @@ def _child(item: Any, write_fd: int, trace_fd: int, out_fd: int, hold: bool) -> 
         REPORTS.hold_fd = write_fd if hold else None
         item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
         marks["protocol"] = time.monotonic()
-        payload = {"reports": [serialize_report(r) for r in REPORTS.reports],
-                   "netns_s": marks["netns"] - marks["child"]}
+        payload = {"reports": [serialize_report(r) for r in REPORTS.reports]}
     except BaseException as exc:  # report anything, including SystemExit
         payload = {"reports": [], "collect_errors": [f"agent child: {exc!r}"]}
     if profiler is not None:

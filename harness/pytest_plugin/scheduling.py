@@ -206,12 +206,12 @@ class KernelScheduling:
         """Ask the busiest worker for the second half of its queue, for `thief`; whether a
         steal went out. Its running item and the next (which xdist's worker holds already)
         always stay."""
-        busy = [(len(pending), i) for i, (node, pending) in enumerate(self.assigned.items())
+        busy = [node for node, pending in self.assigned.items()
                 if node is not thief and node not in self.stealing
                 and not node.shutting_down and len(pending) >= MIN_ITEMS_TO_STEAL]
         if not busy:
             return False
-        victim = list(self.assigned)[max(busy)[1]]
+        victim = max(busy, key=lambda node: len(self.assigned[node]))
         pending = self.assigned[victim]
         self.stealing[victim] = thief
         victim.send_steal(pending[len(pending) // 2:])
