@@ -29,6 +29,7 @@ TOOL_PACKAGES: dict[str, str] = {
     "apt-get": "apt",
     "dpkg-deb": "dpkg",
     "depmod": "kmod",
+    "mke2fs": "e2fsprogs",
     "pahole": "dwarves",
     "gcc": "gcc",
     "make": "make",

@@ -21,6 +21,10 @@ SHELL_PORT_NAME = "org.kmatrix.shell"
 #: the guest's uptime when virtme-ng's init ran the agent's shell line (set by that line,
 #: reported in the agent's hello as "exec_at")
 EXEC_AT_ENV = "KMATRIX_EXEC_AT"
+#: the guest's environment variable with the number of the boot of its kernel in this
+#: process (1, 2...; a case may read it). Sent with "collect", not on the agent's command
+#: line: a guest restored from a snapshot was saved on another boot
+BOOT_ENV = "KMATRIX_BOOT"
 
 Message = dict[str, Any]
 

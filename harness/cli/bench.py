@@ -69,10 +69,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bench.add_argument("--uncached-fs", action="store_true",
                        help="the guest reads everything over virtme-ng's uncached 9p root "
                             "(no cached mount: harness.targets.qemu.guestfs), to compare")
+    bench.add_argument("--snapshot", action="store_true",
+                       help="boot from a root image and restore a saved ready guest (a "
+                            "first boot saves it): the boot and the restart are restores")
     bench.set_defaults(handler=lambda args, rest: run_boot_bench(
         args.kernel or "debian:6.12", cases=args.cases, accel=args.accel, json_out=args.json,
         boot_timeout=args.boot_timeout, plain_runs=args.plain_runs,
-        cached_fs=not args.uncached_fs))
+        cached_fs=not args.uncached_fs, snapshot=args.snapshot))
 
 
 PANIC_CASE = "tests/vm/cases/test_guest_basics.py::test_panic"
@@ -118,6 +121,11 @@ def breakdown(vm: GuestVM, to_verdict: float, first: dict[str, Any]) -> dict[str
            "first_case_s": to_verdict - vm.info.boot_s
            - float(first.get("timing", {}).get("collect_s", 0.0)),
            "probes_before_first_case_s": g.get("probe_s", 0.0)}
+    if vm.restored:  # no kernel boot: the guest's own figures are those of the saved boot
+        for k in ("host_start_s", "kernel_to_init_s", "init_to_exec_s", "exec_to_agent_s",
+                  "init_to_agent_s", "agent_imports_s"):
+            out[k] = nan
+        out["restore_s"] = out["hello_s"]
     out["boot_to_first_verdict_s"] = to_verdict
     return out
 
@@ -138,7 +146,8 @@ def case_split_text(split: dict[str, float]) -> str:
 
 def run_boot_bench(spec: str, cases: int = 10, accel: str = "auto",
                    json_out: str | None = None, boot_timeout: float = 900.0,
-                   plain_runs: int = 2, cached_fs: bool = True) -> int:
+                   plain_runs: int = 2, cached_fs: bool = True, snapshot: bool = False
+                   ) -> int:
     kernel = resolve(spec)
     acc = choose(accel, kernel.image)
     print(f"kernel {kernel.label} ({kernel.origin}), accelerator {acc.name}: {acc.reason}")
@@ -149,8 +158,21 @@ def run_boot_bench(spec: str, cases: int = 10, accel: str = "auto",
     console_log = PROJECT_ROOT / "results" / f"bench-console-{kernel.label}.log"
     print(f"console log: {console_log}")
     objects = object_set()
-    options = VMOptions(boot_timeout=boot_timeout, tag="bench", cached_fs=cached_fs)
+    options = VMOptions(boot_timeout=boot_timeout, tag="bench", cached_fs=cached_fs,
+                        snapshot=snapshot)
     vm, to_verdict, first = _boot_to_verdict(kernel, acc, console_log, options, objects)
+    cold: dict[str, float] = {}
+    if snapshot and not vm.restored:  # that boot saved the snapshot: time a restore
+        cold = {"snapshot_cold_boot_s": to_verdict,
+                "snapshot_save_s": vm.marks.get("saved", -1.0) - vm.marks.get("saving", 0.0)}
+        print(f"first boot (saves the snapshot): {to_verdict:.1f}s to the first verdict, "
+              f"of which the save {cold['snapshot_save_s']:.1f}s")
+        vm.close(graceful=False)
+        vm, to_verdict, first = _boot_to_verdict(kernel, acc, console_log, options, objects)
+    if snapshot and not vm.restored:
+        print("the snapshot did not restore: see the console log", file=sys.stderr)
+        vm.close(graceful=False)
+        return 1
     parts = breakdown(vm, to_verdict, first)
     per_case: list[float] = []
     bare: list[float] = []
@@ -195,7 +217,8 @@ def run_boot_bench(spec: str, cases: int = 10, accel: str = "auto",
     assert vm.info is not None
     figures: dict[str, Any] = {
         "kernel": kernel.label, "release": vm.info.release, "accel": acc.name,
-        "vcpus": options.cpus, "cached_fs": cached_fs, "plain_vng_boot_s": plain,
+        "vcpus": options.cpus, "cached_fs": cached_fs, "snapshot": snapshot, **cold,
+        "restart_restored": vm2.restored, "plain_vng_boot_s": plain,
         "plain_vng_boots_s": plains,
         **parts,
         "boot_to_first_case_ratio": to_verdict / plain,
@@ -209,11 +232,14 @@ def run_boot_bench(spec: str, cases: int = 10, accel: str = "auto",
     }
     print(f"boot to first case verdict: {to_verdict:.1f}s = "
           f"{figures['boot_to_first_case_ratio']:.2f} x plain boot (goal <= 1.5)")
-    for key in ("host_start_s", "kernel_to_init_s", "init_to_exec_s", "exec_to_agent_s",
-                "agent_imports_s", "session_start_s", "collection_s", "first_case_s"):
+    keys = (("restore_s",) if vm.restored else
+            ("host_start_s", "kernel_to_init_s", "init_to_exec_s", "exec_to_agent_s",
+             "agent_imports_s")) + ("session_start_s", "collection_s", "first_case_s")
+    for key in keys:
         print(f"  {key.removesuffix('_s').replace('_', ' '):<24} {parts[key]:6.1f}s")
     print(f"restart after a crash:      {restart:.1f}s = {figures['restart_ratio']:.2f} x "
-          f"plain boot (crash seen after {lost_s:.1f}s)")
+          f"plain boot (crash seen after {lost_s:.1f}s"
+          f"{'; restored from the snapshot' if vm2.restored else ''})")
     print(f"per-case overhead (no-op):  {mean * 1000:.0f} ms +- "
           f"{figures['per_case_stdev_s'] * 1000:.0f} over {cases} (goal <= 50 ms); agent: "
           f"case process {split['case_s'] * 1000:.0f} ms ("

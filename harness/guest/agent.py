@@ -24,6 +24,7 @@ Imports nothing of the host side (the host plugin, the VM runner, kernel acquisi
 from __future__ import annotations
 
 import os
+import random
 import sys
 import time
 import traceback
@@ -369,6 +370,7 @@ def serve(channel: Channel, t0: float) -> int:
         if msg.get("op") == "shutdown":
             return 0
         if msg.get("op") == "collect":
+            _refresh(msg)
             nodeids = [str(n) for n in msg["nodeids"]]
             loop = AgentLoop(channel, kmsg, messages, dict(msg.get("expect", {})),
                              dict(msg.get("probes", {})), nodeids, evidence)
@@ -390,6 +392,27 @@ def serve(channel: Channel, t0: float) -> int:
                                  plugin])
             return 0
     return 0
+
+
+def _refresh(msg: Message) -> None:
+    """The host's clock, randomness and the boot's environment (its collect message's
+    "now", "seed" and "env"): a guest restored from a snapshot would otherwise have the
+    saved guest's clock, the same random numbers as every other restore of it, and the
+    saved boot's number."""
+    os.environ.update({str(k): str(v) for k, v in dict(msg.get("env", {})).items()})
+    if "now" in msg:
+        try:
+            time.clock_settime(time.CLOCK_REALTIME, float(msg["now"]))
+        except OSError:  # not allowed (an SSH target's unprivileged agent): keep its own
+            pass
+    if "seed" in msg:
+        seed = bytes.fromhex(str(msg["seed"]))
+        try:
+            with open("/dev/urandom", "wb") as fh:  # mixed into the kernel's pool
+                fh.write(seed)
+        except OSError:
+            pass
+        random.seed(seed)
 
 
 def _exec_at() -> float:

@@ -41,6 +41,10 @@ def add_options(parser: pytest.Parser) -> None:
                          "the host's cores: oversubscribed multi-vCPU TCG guests spin on "
                          "locks, boots 5x slower)")
     group.addoption("--vm-memory", default="2G", help="guest memory (default 2G)")
+    group.addoption("--snapshot", action="store_true", default=False,
+                    help="boot each kernel from a root image and save its ready guest; "
+                         "restarts and later runs restore it in seconds (the image is "
+                         "rebuilt, ~1 min, when the checkout or the system changed)")
     group.addoption("--boot-timeout", type=float, default=300.0,
                     help="seconds a boot may go without a sign of progress (kernel console "
                          "output before the agent starts, then the agent's progress "

@@ -13,14 +13,12 @@ from typing import Any
 from ..acquire.kernel import Kernel
 from ..bpf.compile import OBJECTS_ENV, object_set
 from ..errors import BootError
+from ..protocol import BOOT_ENV
 from ..targets.base import Target
 from ..targets.qemu import accel as accel_mod
 from ..targets.qemu.vm import GuestVM, VMOptions, nic_args
 from ..targets.ssh.options import SshOptions
 from ..targets.ssh.spec import TargetKernel
-
-#: the guest's environment variable with the boot's number (a case may read it)
-BOOT_ENV = "KMATRIX_BOOT"
 
 
 class VMPool:

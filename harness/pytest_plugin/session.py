@@ -81,7 +81,8 @@ class SessionState:
                             # the guest works from the project whose cases run (a
                             # contributor's own, or kmatrix's)
                             rootdir=config.rootpath,
-                            case_dirs=tuple(d.resolve() for d in dirs))
+                            case_dirs=tuple(d.resolve() for d in dirs),
+                            snapshot=bool(config.getoption("snapshot")))
         try:
             expect = kernel_expectations(kernels, Path(config.getoption("matrix_file")))
         except KmatrixError as exc:  # a broken feature table or matrix file

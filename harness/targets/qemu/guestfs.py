@@ -87,14 +87,17 @@ def cached_dirs(extra: Iterable[Path] = ()) -> list[Path]:
     return outermost([PROJECT_ROOT, *python_dirs(), *extra])
 
 
-def bootstrap(dirs: Sequence[Path], command: Sequence[str]) -> str:
+def bootstrap(dirs: Sequence[Path], command: Sequence[str], *, cached: bool = True) -> str:
     """The guest's shell line: when it started (EXEC_AT_ENV: the guest's uptime, for the
     boot's breakdown), a tmpfs for temporary files (TMPDIR), the cached export with `dirs`
-    bound from it over their own paths, then exec `command`. A failed mount is reported,
-    not fatal."""
+    bound from it over their own paths (unless not `cached`: a guest whose root is a disk
+    image reads them there), then exec `command`. A failed mount is reported, not fatal."""
     started = f"read -r {EXEC_AT_ENV} _ < /proc/uptime; export {EXEC_AT_ENV}"  # no fork
     tmp = (f"mkdir -p {GUEST_TMP} && mount -t tmpfs -o mode=1777 kmatrix-tmp {GUEST_TMP} "
            f"&& export TMPDIR={GUEST_TMP}")
+    if not cached:
+        return (f"{started}; {{ {tmp}; }}; cd -- \"$PWD\" 2>/dev/null; "
+                f"exec {shlex.join(command)}")
     binds = " && ".join(
         f"mount --bind {shlex.quote(GUEST_MOUNT + str(d))} {shlex.quote(str(d))}"
         for d in dirs)

@@ -7,6 +7,8 @@ virtio-serial port wired to a unix socket we listen on before QEMU starts.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import logging
 import os
 import shlex
@@ -29,9 +31,9 @@ from ...command import format_argv, which
 from ...errors import BootError, VMLostError
 from ...paths import PROJECT_ROOT, cache_root
 from ...progress import report_stage
-from ...protocol import PORT_NAME, SHELL_PORT_NAME, Message, encode
+from ...protocol import BOOT_ENV, PORT_NAME, SHELL_PORT_NAME, Message, encode
 from ..session import AgentSession, BootInfo, boot_info
-from . import guestfs, leash
+from . import guestfs, leash, rootdisk, snapshot, wrapper
 from .accel import Accel
 from .boot_clock import BootClock
 from .bytecode import precompile
@@ -81,6 +83,9 @@ class VMOptions:
     rootdir: Path | None = None
     #: its case folders (compiled on the host before the boot, like kmatrix's)
     case_dirs: tuple[Path, ...] = ()
+    #: boot from a root image and keep a snapshot of the ready guest: the next boot of the
+    #: same VM (a restart, the next run) restores it instead (harness.targets.qemu.snapshot)
+    snapshot: bool = False
 
 
 class GuestVM(AgentSession):
@@ -116,6 +121,10 @@ class GuestVM(AgentSession):
         self.collect_errors: list[str] = []
         self._copier: threading.Thread | None = None
         self.alive = False
+        #: --snapshot: the root image, the stored snapshot, whether this boot restores it
+        self._root_image: Path | None = None
+        self._stored: snapshot.Stored | None = None
+        self.restored = False
 
     # -- lifetime (entered as a context manager: AgentSession) ---------------------------
     @property
@@ -130,7 +139,9 @@ class GuestVM(AgentSession):
                "PYTHONPATH": pythonpath, "PYTHONDONTWRITEBYTECODE": "1",
                # the guest's pytest loads kmatrix's guest plugin and the cases' conftests,
                # not the host's entry-point plugins (the host plugin boots VMs)
-               "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", **self.guest_env}
+               "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+               # the boot's number goes with "collect": the line stays that of every boot
+               **{k: v for k, v in self.guest_env.items() if k != BOOT_ENV}}
         guest_cmd = ["env", *(f"{k}={v}" for k, v in env.items()),
                      python, "-m", "harness.guest.agent"]
         qemu_opts = ["-chardev", f"socket,id=kmxctl,path={sock_path}",
@@ -142,10 +153,12 @@ class GuestVM(AgentSession):
                           "-device", "virtserialport,bus=kmxbus.0,chardev=kmxsh,"
                                      f"name={SHELL_PORT_NAME}"]
         command = shlex.join(guest_cmd)
-        if self.options.cached_fs:
+        if OBJECTS_ENV in env:
+            extra_dirs.append(Path(env[OBJECTS_ENV]))
+        if self.options.snapshot:  # everything is on the root image: no 9p at all
+            command = guestfs.bootstrap([], guest_cmd, cached=False)
+        elif self.options.cached_fs:
             qemu_opts += guestfs.qemu_opts()
-            if OBJECTS_ENV in env:
-                extra_dirs.append(Path(env[OBJECTS_ENV]))
             command = guestfs.bootstrap(guestfs.cached_dirs(extra_dirs), guest_cmd)
         argv = [which("vng"), "-v", *self.accel.vng_args, "-r", str(self.kernel.image),
                 "--cpus", str(self.options.cpus), "--memory", self.options.memory,
@@ -154,10 +167,74 @@ class GuestVM(AgentSession):
         argv += [f"--qemu-opts={opt}" for opt in qemu_opts]
         # the line in a script: on the kernel command line it could overflow its 2 KB
         script = guestfs.boot_script(command, cache_root())
+        if self.options.snapshot:
+            image = self._root_image_for(script, extra_dirs)
+            argv += ["--root-disk", str(image), "--root-dev", "/dev/vda",
+                     "--root-fstype", "ext4", "--qemu", str(_wrapper_script())]
         argv += ["--exec", f"sh {shlex.quote(str(script))}"]
         return leash.argv(argv)
 
+    def _root_image_for(self, script: Path, extra_dirs: list[Path]) -> Path:
+        """The root image of a snapshotted VM (built when its content changed)."""
+        if self._root_image is None:
+            srcs = rootdisk.sources(guestfs.cached_dirs(extra_dirs), _guest_tools())
+            srcs.append(rootdisk.Source(script, str(script.relative_to("/"))))
+            self._root_image = rootdisk.build(srcs, cache_root() / "rootdisk")
+        return self._root_image
+
+    def _snapshot_env(self, argv: list[str], sock_path: str) -> dict[str, str]:
+        """The wrapper's environment; whether a stored snapshot is restored (self.restored)."""
+        assert self._tmp is not None and self._root_image is not None
+        modules = rootdisk.kernel_modules(self.kernel.image, self.kernel.release)
+        disk = (rootdisk.modules_image(modules, cache_root() / "rootdisk")
+                if modules is not None else None)
+        stable = [a.replace(sock_path, "CTL") for a in argv]
+        if self.options.shell_socket is not None:
+            stable = [a.replace(str(self.options.shell_socket), "SHELL") for a in stable]
+        self._stored = snapshot.stored(cache_root(), snapshot.key(
+            [self._root_image.name, disk.name if disk else "",
+             snapshot.kernel_identity(self.kernel.image), *stable]))
+        env = {wrapper.QEMU_ENV: which("qemu-system-x86_64"),
+               wrapper.QMP_ENV: os.path.join(self._tmp.name, "qmp.sock"),
+               wrapper.TOOLS_ENV: "/" + rootdisk.GUEST_TOOLS,
+               wrapper.MODULES_ENV: str(disk) if disk is not None else ""}
+        self.restored = self._stored.exists()
+        if self.restored:
+            env[wrapper.INCOMING_ENV] = str(self._stored.state)
+        return env
+
+    def _save_snapshot(self, hello: Message) -> None:
+        """Save the guest that just said hello (it waits for "collect" meanwhile)."""
+        assert self._tmp is not None and self._stored is not None
+        report_stage(self.kernel.label, "saving a snapshot of the ready guest")
+        t = self.marks["saving"] = time.monotonic()
+        try:
+            info = snapshot.save(os.path.join(self._tmp.name, "qmp.sock"), self._stored.state)
+        except (snapshot.QmpError, OSError) as exc:
+            log.warning("%s: no snapshot saved (the run goes on): %s", self.kernel.label, exc)
+            return
+        self._stored.write_meta(dict(hello), {"seconds": time.monotonic() - t,
+                                              "bytes": info.get("ram", {}).get(
+                                                  "transferred", 0)})
+        self.marks["saved"] = time.monotonic()
+        log.info("%s: snapshot saved in %.1fs", self.kernel.label, time.monotonic() - t)
+
     def start(self) -> None:
+        try:
+            self._start()
+        except BootError as exc:
+            if not self.restored or self._stored is None:
+                raise
+            # a snapshot that does not restore (QEMU's state format, a changed device):
+            # forget it and boot afresh
+            log.warning("%s: the snapshot did not restore (%s); booting afresh",
+                        self.kernel.label, exc)
+            self._stored.drop()
+            self.close(graceful=False)
+            self.marks.clear()
+            self._start()
+
+    def _start(self) -> None:
         # nothing the guest imports is compiled in the guest (TCG is slow)
         precompile()
         if self.rootdir != PROJECT_ROOT:
@@ -172,12 +249,19 @@ class GuestVM(AgentSession):
         argv = self.argv(sock_path)
         self.console_log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        self.restored = False
+        if self.options.snapshot:
+            env.update(self._snapshot_env(argv, sock_path))
         with open(self.console_log, "ab") as con:
             self._console_start = con.tell()
-            con.write(f"\n=== kmatrix: boot {self.kernel.label} ({self.accel.name}): "
+            what = (f"restore {self.kernel.label} from {self._stored.state}"
+                    if self.restored and self._stored is not None else
+                    f"boot {self.kernel.label}")
+            con.write(f"\n=== kmatrix: {what} ({self.accel.name}): "
                       f"{format_argv(argv)}\n".encode())
         log.info("booting %s: %s", self.kernel.label, format_argv(argv))
-        report_stage(self.kernel.label, "booting: kernel")
+        report_stage(self.kernel.label, "restoring the ready guest" if self.restored
+                     else "booting: kernel")
         t0 = self.marks["spawn"] = time.monotonic()
         # QEMU opens its console as /proc/self/fd/2 with O_TRUNC: hand it a pipe and append
         # to the log ourselves, so restarts and earlier boots are never truncated away
@@ -198,11 +282,20 @@ class GuestVM(AgentSession):
                     self._conn, _ = listener.accept()
                 except TimeoutError:
                     continue
-            hello = self._recv_boot(clock)
+            if self.restored and self._stored is not None:
+                hello = self._stored.hello()  # said before the save; the agent now waits
+            else:
+                hello = self._recv_boot(clock)
             if hello.get("op") != "hello":
                 raise BootError(f"{self.kernel.label}: unexpected first message {hello!r}")
+            if self.options.snapshot and not self.restored:
+                self._save_snapshot(hello)
             t_hello = self.marks["hello"] = time.monotonic()
+            # the host's clock and fresh randomness: a restored guest's are the saved one's
             self._conn.sendall(encode({"op": "collect", "nodeids": self.nodeids,
+                                       "now": time.time(), "seed": os.urandom(32).hex(),
+                                       "env": {k: v for k, v in self.guest_env.items()
+                                               if k == BOOT_ENV},
                                        "expect": self.expect,
                                        "probes": self.known_probes}))
             collected = self._recv_boot(clock)
@@ -394,6 +487,31 @@ def stop_leashed(proc: subprocess.Popen[bytes]) -> None:
 
 #: the kernel's first console line starts with it
 BANNER = b"Linux version"
+
+
+def _guest_tools() -> Path:
+    """virtme-ng's guest tools (its init), which a snapshotted VM's root image holds."""
+    spec = importlib.util.find_spec("virtme")
+    if spec is None or spec.origin is None:
+        raise BootError("virtme-ng's guest tools were not found (is virtme-ng installed in "
+                        "this environment?)")
+    return Path(spec.origin).parent / "guest"
+
+
+def _wrapper_script() -> Path:
+    """An executable that runs harness.targets.qemu.wrapper with this Python (`vng --qemu`
+    takes a path), named by its content."""
+    line = (f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -S "
+            f"{shlex.quote(wrapper.__file__)} \"$@\"\n")
+    folder = cache_root() / "boot"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"qemu-{hashlib.sha256(line.encode()).hexdigest()[:16]}.sh"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(line)
+        tmp.chmod(0o755)
+        tmp.replace(path)
+    return path
 
 
 def _copy_stream(stream: IO[bytes] | None, path: Path, marks: dict[str, float]) -> None:

@@ -1,0 +1,232 @@
+"""The guest's root as a disk image, for VMs that are snapshotted (`--snapshot`).
+
+QEMU refuses to save a VM while the guest has a 9p export mounted (the migration blocker
+goes only when the export's root is unmounted), and virtme-ng's usual guest reads its root,
+its guest tools and the kernel's modules over 9p. A snapshotted VM therefore boots from an
+ext4 image (virtme-ng's `--root-disk`) that holds everything the guest reads: the host's
+system folders, the Python environment, the checkout and the BPF objects at their host
+paths, and virtme-ng's guest tools (harness.targets.qemu.wrapper binds them from the image
+where virtme-ng would mount them over 9p). The kernel's modules are a second, small image
+of their own (one per kernel: the root image is the same for every kernel of a run).
+
+The image is built from hard links (a copy across filesystems) with `mke2fs -d`, once per
+content: its name is a hash of every path, mode, size and modification time that goes in,
+so an edited case or a new package makes a new image (about a minute for a few GB here).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...command import which
+from ...errors import BootError
+from ...progress import report_stage
+
+#: the host's system folders the guest needs (those that exist; symlinks stay symlinks)
+#: (not /opt: third-party trees, often large, that the guest has no use for)
+SYSTEM_DIRS = ("usr", "etc", "var", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+#: what nothing in the guest reads: documentation, locales, headers, caches, logs
+EXCLUDED = frozenset({
+    "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/include",
+    "usr/src", "var/cache", "var/log", "var/tmp", "var/lib/apt/lists"})
+#: names skipped anywhere inside the project's folders (history, caches, run results)
+PROJECT_SKIP = frozenset({".git", ".tox", ".mypy_cache", ".ruff_cache", ".pytest_cache",
+                          "results", "node_modules"})
+PYCACHE = "__pycache__"
+#: empty folders the guest mounts things on
+MOUNT_POINTS = ("dev", "proc", "sys", "run", "tmp", "root", "home", "mnt")
+#: where the image holds virtme-ng's guest tools
+GUEST_TOOLS = "usr/lib/kmatrix/virtme-guest"
+#: images kept in the cache (older ones are deleted when a new one is made): root images,
+#: module images
+KEEP = {"root": 2, "modules": 8}
+
+
+@dataclass(frozen=True)
+class Source:
+    """`host` (a folder or file) goes into the image at `guest` (relative to its root)."""
+
+    host: Path
+    guest: str
+    #: names skipped at any depth
+    skip: frozenset[str] = frozenset()
+    #: paths (relative to `host`) skipped
+    excluded: frozenset[str] = frozenset()
+
+
+def sources(project_dirs: Iterable[Path], guest_tools: Path,
+            root: Path = Path("/")) -> list[Source]:
+    """What the root image holds: the system, the project's folders at their own paths and
+    virtme-ng's guest tools."""
+    out = [Source(root / d, d, excluded=frozenset(
+        e.removeprefix(d + "/") for e in EXCLUDED if e.startswith(d + "/")))
+        for d in SYSTEM_DIRS if (root / d).exists() or (root / d).is_symlink()]
+    out += [Source(Path(d), str(Path(d).relative_to("/")), skip=PROJECT_SKIP)
+            for d in project_dirs]
+    out.append(Source(guest_tools, GUEST_TOOLS, skip=frozenset({"__pycache__"})))
+    return out
+
+
+def _entries(src: Source) -> Iterator[tuple[str, os.stat_result]]:
+    """(path relative to src.host, lstat) of everything under `src`, parents first."""
+    st = os.lstat(src.host)
+    yield "", st
+    if not stat.S_ISDIR(st.st_mode):
+        return
+    for dirpath, dirs, files in os.walk(src.host):
+        rel_dir = os.path.relpath(dirpath, src.host)
+        rel_dir = "" if rel_dir == "." else rel_dir
+        keep = []
+        for name in sorted(dirs):
+            rel = os.path.join(rel_dir, name)
+            if name in src.skip or rel in src.excluded:
+                continue
+            st = os.lstat(os.path.join(dirpath, name))
+            yield rel, st
+            if stat.S_ISDIR(st.st_mode):  # a symlink to a folder is not walked
+                keep.append(name)
+        dirs[:] = keep
+        for name in sorted(files):
+            rel = os.path.join(rel_dir, name)
+            if name not in src.skip and rel not in src.excluded:
+                yield rel, os.lstat(os.path.join(dirpath, name))
+
+
+def fingerprint(srcs: Iterable[Source]) -> tuple[str, int]:
+    """A hash of every path, mode, size and mtime that goes into the image, and their
+    total size in bytes. Bytecode caches (`__pycache__`) go into the image but not into
+    the hash: the host's Python writes them whenever it first imports a module (during a
+    run too), and a cache is checked against its source, which is in the hash."""
+    h = hashlib.sha256()
+    total = 0
+    for src in srcs:
+        h.update(f"\0{src.host}\0{src.guest}\n".encode())
+        for rel, st in _entries(src):
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+            if PYCACHE in rel.split(os.sep):
+                continue
+            h.update(f"{rel}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:24], total
+
+
+def stage(srcs: Iterable[Source], into: Path, *, root: bool = True) -> None:
+    """The image's tree under `into`: hard links where the filesystem allows, else copies;
+    a `root` image gets the folders the guest mounts things on."""
+    into.mkdir(parents=True, exist_ok=True)
+    for d in MOUNT_POINTS if root else ():
+        (into / d).mkdir(parents=True, exist_ok=True)
+    for src in srcs:
+        base = into / src.guest
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for rel, st in _entries(src):
+            host = src.host / rel if rel else src.host
+            dest = base / rel if rel else base
+            if stat.S_ISDIR(st.st_mode):
+                dest.mkdir(exist_ok=True)
+                os.chmod(dest, stat.S_IMODE(st.st_mode))
+            elif stat.S_ISLNK(st.st_mode):
+                if not dest.is_symlink() and not dest.exists():
+                    os.symlink(os.readlink(host), dest)
+            elif stat.S_ISREG(st.st_mode) and not dest.exists():
+                try:
+                    os.link(host, dest)
+                except OSError:  # another filesystem, or not ours to link
+                    shutil.copy2(host, dest)
+
+
+def image_size(total: int) -> int:
+    """Bytes for an ext4 image holding `total` bytes of files (metadata, slack)."""
+    return (int(total * 1.25) + (512 << 20)) // (1 << 20) << 20
+
+
+#: images this process made or found, by what went in (a restart does not walk it again)
+_KNOWN: dict[tuple[Source, ...], Path] = {}
+
+
+def build(srcs: list[Source], folder: Path, kind: str = "root") -> Path:
+    """The image of `srcs` under `folder` (`kind`: "root" or "modules"), made unless one
+    with the same content exists (the content is walked once per process: ~1.5 s for a
+    few GB here)."""
+    known = _KNOWN.get(tuple(srcs))
+    if known is not None and known.exists():
+        return known
+    key, total = fingerprint(srcs)
+    image = folder / f"{kind}-{key}.img"
+    folder.mkdir(parents=True, exist_ok=True)
+    # one builder at a time (parallel workers want the same image): the others wait
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not image.exists():
+            _make(srcs, folder, image, key, total, kind)
+    _KNOWN[tuple(srcs)] = image
+    return image
+
+
+def _make(srcs: list[Source], folder: Path, image: Path, key: str, total: int,
+          kind: str) -> None:
+    mke2fs = which("mke2fs")
+    report_stage("snapshot", f"building the guest's {kind} image ({total >> 20} MB)")
+    free = shutil.disk_usage(folder).free
+    if free < image_size(total):
+        raise BootError(f"not enough free space for the guest's {kind} image in {folder}: "
+                        f"it needs {image_size(total) >> 20} MB, {free >> 20} MB are free",
+                        hint="free some space, or run without --snapshot")
+    for stale in folder.glob("stage-*"):  # a builder that was killed (we hold the lock)
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in folder.glob("*.tmp"):
+        stale.unlink(missing_ok=True)
+    staging = folder / f"stage-{key}.{os.getpid()}"
+    tmp = image.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        stage(srcs, staging, root=kind == "root")
+        proc = subprocess.run([mke2fs, "-q", "-F", "-t", "ext4", "-d", str(staging),
+                               "-L", f"kmatrix-{kind}", "-E", "root_owner=0:0", str(tmp),
+                               f"{image_size(total) >> 20}M"],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise BootError(f"mke2fs could not build the guest's {kind} image: "
+                            f"{proc.stderr.strip()}", hint="see the message above; the "
+                            f"image goes to {folder} (free space?)")
+        tmp.replace(image)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        tmp.unlink(missing_ok=True)
+    _prune(folder, image, kind)
+
+
+def _prune(folder: Path, keep: Path, kind: str) -> None:
+    """Delete all but the KEEP[kind] newest images of `kind` (a VM using one keeps it open:
+    it goes when that VM ends)."""
+    images = sorted(folder.glob(f"{kind}-*.img"), key=lambda p: p.stat().st_mtime,
+                    reverse=True)
+    for old in [p for p in images if p != keep][KEEP[kind] - 1:]:
+        old.unlink(missing_ok=True)
+
+
+def modules_image(modules: Path, folder: Path) -> Path:
+    """The image of a kernel's module folder (its content at the image's root)."""
+    return build([Source(modules, "")], folder, kind="modules")
+
+
+def kernel_modules(image: Path, release: str | None) -> Path | None:
+    """The module folder of a kernel image (a Debian package's tree: beside it, or the
+    folder it is in, as trixie's packages ship it), if it has one."""
+    if not release:
+        return None
+    if image.parent.name == release and (image.parent / "modules.dep").is_file():
+        return image.parent
+    for parent in (image.parent.parent, image.parent):
+        for sub in ("usr/lib/modules", "lib/modules"):
+            candidate = parent / sub / release
+            if candidate.is_dir():
+                return candidate
+    return None
