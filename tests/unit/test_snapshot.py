@@ -114,23 +114,34 @@ def test_sources_exclude_what_the_guest_does_not_read(tmp_path: Path) -> None:
 
 def test_stage_links_and_skips(tmp_path: Path) -> None:
     src = _tree(tmp_path)
-    srcs = [rootdisk.Source(src, "work/proj", skip=rootdisk.PROJECT_SKIP),
-            rootdisk.Source(src / "pkg" / "mod.py", "boot/one.py")]
+    (src / "pkg" / "results").mkdir()  # a package named results: only the top one goes
+    (src / "pkg" / "results" / "__init__.py").write_text("")
+    (src / ".tox" / "ci" / "bin").mkdir(parents=True)  # the environment CI runs in
+    (src / ".tox" / "ci" / "bin" / "python").write_text("#!")
+    (src / ".tox" / "other").mkdir()  # another tox environment: not the one running
+    (src / ".tox" / "other" / "python").write_text("#!")
+    srcs = rootdisk.sources([src], tmp_path / "tools", root=tmp_path / "noroot",
+                            python=[src / ".tox" / "ci"])
+    srcs = [s for s in srcs if s.host != tmp_path / "tools"]
+    srcs.append(rootdisk.Source(src / "pkg" / "mod.py", "boot/one.py"))
     into = tmp_path / "stage"
     rootdisk.stage(srcs, into)
-    staged = into / "work" / "proj"
+    staged = into / src.relative_to("/")
     assert (staged / "pkg" / "mod.py").read_text() == "x = 1\n"
     assert os.path.samefile(staged / "pkg" / "mod.py", src / "pkg" / "mod.py")  # a link
     assert os.readlink(staged / "link.py") == "pkg/mod.py"
     assert (staged / "pkg" / "__pycache__" / "mod.pyc").exists()  # bytecode goes in
     assert not (staged / ".git").exists() and not (staged / "results").exists()
+    assert (staged / "pkg" / "results" / "__init__.py").exists()
+    assert (staged / ".tox" / "ci" / "bin" / "python").read_text() == "#!"
+    assert not (staged / ".tox" / "other").exists()
     assert (into / "boot" / "one.py").read_text() == "x = 1\n"
     assert all((into / d).is_dir() for d in rootdisk.MOUNT_POINTS)
 
 
 def test_fingerprint_follows_the_content(tmp_path: Path) -> None:
     src = _tree(tmp_path)
-    srcs = [rootdisk.Source(src, "p", skip=rootdisk.PROJECT_SKIP)]
+    srcs = [rootdisk.Source(src, "p", excluded=rootdisk.PROJECT_SKIP)]
     key, total = rootdisk.fingerprint(srcs)
     assert total == len("x = 1\n") + 1
     (src / ".git" / "HEAD").write_text("another ref\n")  # skipped: same image
@@ -145,7 +156,7 @@ def test_fingerprint_follows_the_content(tmp_path: Path) -> None:
                     is None, reason="mke2fs (e2fsprogs) is not installed")
 def test_build_makes_an_ext4_image_once(tmp_path: Path) -> None:
     src = _tree(tmp_path)
-    srcs = [rootdisk.Source(src, "work/proj", skip=rootdisk.PROJECT_SKIP)]
+    srcs = [rootdisk.Source(src, "work/proj", excluded=rootdisk.PROJECT_SKIP)]
     image = rootdisk.build(srcs, tmp_path / "images")
     assert image.name.startswith("root-") and image.exists()
     debugfs = shutil.which("debugfs", path="/usr/sbin:/sbin:" + os.environ["PATH"])

@@ -37,9 +37,11 @@ SYSTEM_DIRS = ("usr", "etc", "var", "bin", "sbin", "lib", "lib32", "lib64", "lib
 EXCLUDED = frozenset({
     "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/include",
     "usr/src", "var/cache", "var/log", "var/tmp", "var/lib/apt/lists"})
-#: names skipped anywhere inside the project's folders (history, caches, run results)
-PROJECT_SKIP = frozenset({".git", ".tox", ".mypy_cache", ".ruff_cache", ".pytest_cache",
-                          "results", "node_modules"})
+#: what is left out at the top of a project's folder: history, tool caches, run results
+#: (a Python environment inside it, such as .tox/NAME or .venv, goes in as a folder of its
+#: own: `sources(python=...)`)
+PROJECT_SKIP = frozenset({".git", ".tox", ".nox", ".mypy_cache", ".ruff_cache",
+                          ".pytest_cache", "results", "node_modules"})
 PYCACHE = "__pycache__"
 #: empty folders the guest mounts things on
 MOUNT_POINTS = ("dev", "proc", "sys", "run", "tmp", "root", "home", "mnt")
@@ -62,15 +64,16 @@ class Source:
     excluded: frozenset[str] = frozenset()
 
 
-def sources(project_dirs: Iterable[Path], guest_tools: Path,
-            root: Path = Path("/")) -> list[Source]:
-    """What the root image holds: the system, the project's folders at their own paths and
-    virtme-ng's guest tools."""
+def sources(project_dirs: Iterable[Path], guest_tools: Path, root: Path = Path("/"),
+            python: Iterable[Path] = ()) -> list[Source]:
+    """What the root image holds: the system, the project's folders and the `python`
+    environment's at their own paths, and virtme-ng's guest tools."""
     out = [Source(root / d, d, excluded=frozenset(
         e.removeprefix(d + "/") for e in EXCLUDED if e.startswith(d + "/")))
         for d in SYSTEM_DIRS if (root / d).exists() or (root / d).is_symlink()]
-    out += [Source(Path(d), str(Path(d).relative_to("/")), skip=PROJECT_SKIP)
+    out += [Source(Path(d), str(Path(d).relative_to("/")), excluded=PROJECT_SKIP)
             for d in project_dirs]
+    out += [Source(Path(d), str(Path(d).relative_to("/"))) for d in python]
     out.append(Source(guest_tools, GUEST_TOOLS, skip=frozenset({"__pycache__"})))
     return out
 

@@ -177,7 +177,10 @@ class GuestVM(AgentSession):
     def _root_image_for(self, script: Path, extra_dirs: list[Path]) -> Path:
         """The root image of a snapshotted VM (built when its content changed)."""
         if self._root_image is None:
-            srcs = rootdisk.sources(guestfs.cached_dirs(extra_dirs), _guest_tools())
+            # the Python environment on its own: it may be inside the checkout, in a folder
+            # the checkout's own copy leaves out (.tox/NAME)
+            srcs = rootdisk.sources(guestfs.cached_dirs(extra_dirs), _guest_tools(),
+                                    python=guestfs.outermost(guestfs.python_dirs()))
             srcs.append(rootdisk.Source(script, str(script.relative_to("/"))))
             self._root_image = rootdisk.build(srcs, cache_root() / "rootdisk")
         return self._root_image
