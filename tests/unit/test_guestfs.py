@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -54,3 +55,12 @@ def test_boot_script_is_named_by_its_content(tmp_path: Path) -> None:
     assert guestfs.boot_script(line, tmp_path) == script  # the same line, the same file
     assert guestfs.boot_script(line + " ", tmp_path) != script
     assert len(f"sh {script}") < 200
+
+
+def test_cached_script_mode_and_prefix(tmp_path: Path) -> None:
+    """The QEMU wrapper vng starts is an executable, named by its content as a boot script."""
+    text = "#!/bin/sh\nexec true\n"
+    path = guestfs.cached_script(text, tmp_path, prefix="qemu-", mode=0o755)
+    assert path.parent == tmp_path / "boot" and path.name.startswith("qemu-")
+    assert path.read_text() == text and os.access(path, os.X_OK)
+    assert not os.access(guestfs.boot_script("true", tmp_path), os.X_OK)

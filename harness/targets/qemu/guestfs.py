@@ -118,11 +118,18 @@ def boot_script(line: str, cache: Path) -> Path:
     installation, the BPF objects, each twice) the line itself would overflow it: a Debian
     kernel then panics before its first console line ("strlen: detected buffer overflow").
     The guest reads the script through virtme-ng's root (the host's, over 9p)."""
+    return cached_script(line + "\n", cache)
+
+
+def cached_script(text: str, cache: Path, *, prefix: str = "", mode: int = 0o644) -> Path:
+    """`text` as a file under `cache`/boot named by its content (`prefix` first), with
+    `mode`; written whole, then renamed: a concurrent reader sees all or none."""
     folder = cache / "boot"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(line.encode()).hexdigest()[:24]}.sh"
-    if not path.exists():  # written whole, then renamed: a concurrent reader sees all or none
+    path = folder / f"{prefix}{hashlib.sha256(text.encode()).hexdigest()[:24]}.sh"
+    if not path.exists():
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(line + "\n")
+        tmp.write_text(text)
+        tmp.chmod(mode)
         tmp.replace(path)
     return path

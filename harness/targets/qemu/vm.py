@@ -7,7 +7,6 @@ virtio-serial port wired to a unix socket we listen on before QEMU starts.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -504,17 +503,9 @@ def _guest_tools() -> Path:
 def _wrapper_script() -> Path:
     """An executable that runs harness.targets.qemu.wrapper with this Python (`vng --qemu`
     takes a path), named by its content."""
-    line = (f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -S "
+    text = (f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -S "
             f"{shlex.quote(wrapper.__file__)} \"$@\"\n")
-    folder = cache_root() / "boot"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"qemu-{hashlib.sha256(line.encode()).hexdigest()[:16]}.sh"
-    if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(line)
-        tmp.chmod(0o755)
-        tmp.replace(path)
-    return path
+    return guestfs.cached_script(text, cache_root(), prefix="qemu-", mode=0o755)
 
 
 def _copy_stream(stream: IO[bytes] | None, path: Path, marks: dict[str, float]) -> None:
