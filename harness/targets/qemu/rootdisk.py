@@ -74,7 +74,7 @@ def sources(project_dirs: Iterable[Path], guest_tools: Path, root: Path = Path("
     out += [Source(Path(d), str(Path(d).relative_to("/")), excluded=PROJECT_SKIP)
             for d in project_dirs]
     out += [Source(Path(d), str(Path(d).relative_to("/"))) for d in python]
-    out.append(Source(guest_tools, GUEST_TOOLS, skip=frozenset({"__pycache__"})))
+    out.append(Source(guest_tools, GUEST_TOOLS, skip=frozenset({PYCACHE})))
     return out
 
 

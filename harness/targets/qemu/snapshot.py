@@ -2,11 +2,12 @@
 
 A VM booted for snapshots (root on a disk image: harness.targets.qemu.rootdisk; no 9p
 export mounted: harness.targets.qemu.wrapper) is saved right after its agent said hello,
-before it collects anything: the kernel booted, the agent's imports done, its pytest
-session started and its probes run. QEMU writes the guest's memory and device state to a
-file over QMP (`migrate` to a `file:` URI, ~1 s for ~120 MB under TCG here) and the guest
-goes on. The next boot of the same VM (a restart after a crash, the next run) starts QEMU
-with `-incoming` on that file instead: the agent is where it was, waiting to collect.
+before it collects anything: the kernel booted and the agent's imports done (its pytest
+session starts after the restore: it needs the run's node ids). QEMU writes the guest's
+memory and device state to a file over QMP (`migrate` to a `file:` URI, ~3 s for ~230 MB
+under TCG here) and the guest goes on. The next boot of the same VM (a restart after a
+crash, the next run) starts QEMU with `-incoming` on that file instead: the agent is where
+it was, waiting to collect.
 
 "The same VM" is the key: the root image's content, the kernel image, and the whole vng
 command line except the run's temporary socket paths. A snapshot that fails to restore is
@@ -179,9 +180,7 @@ def _alive(pid: str) -> bool:
     """Whether process `pid` (a temporary file's writer) still runs."""
     try:
         os.kill(int(pid), 0)
-    except ValueError:
-        return False
-    except ProcessLookupError:
+    except (ValueError, ProcessLookupError):
         return False
     except PermissionError:  # someone else's: alive
         return True
