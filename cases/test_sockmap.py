@@ -168,14 +168,40 @@ def _payloads() -> None:
 _payloads()
 
 
+#: the agent loads bpf/sockmap_redir.bpf.c once a boot (loading is slow under TCG) and
+#: every case process inherits it: each case resets it first (see _reset)
+pytestmark = pytest.mark.bpf_shared("sockmap_redir")
+VERDICTS = {"redir_msg": lb.BPF_SK_MSG_VERDICT, "redir_skb": lb.BPF_SK_SKB_VERDICT}
+
+
 @pytest.fixture(scope="module")
 def redir_obj() -> Iterator[BpfObject]:
-    """bpf/sockmap_redir.bpf.c, loaded once per module (loading is slow under TCG); each
-    case sets its config, zeroes the counters and attaches/detaches its program."""
-    from harness.guest.bpf import object_path
-
-    with BpfObject(object_path("sockmap_redir")) as obj:
+    """bpf/sockmap_redir.bpf.c: the agent's, shared by the cases (harness/guest/bpf/shared.py)."""
+    with lb.shared_object("sockmap_redir") as obj:
         yield obj
+
+
+def _reset(obj: BpfObject) -> None:
+    """What an earlier case could have left in the shared object (a case killed half-way
+    leaves its verdict program attached): no program on any map, no socket at key 0.
+    The config and the counters are set by each case itself."""
+    for _, in_name, out_name in MAPS.values():
+        for prog_name, attach in VERDICTS.items():
+            try:
+                lb.prog_detach(obj.program(prog_name), obj.map(in_name).fd, attach)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+        for smap in (obj.map(in_name), obj.map(out_name)):
+            _delete_key0(smap)
+
+
+def _delete_key0(smap: lb.Map) -> None:
+    try:
+        smap.delete(0)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.EINVAL):
+            raise
 
 
 @pytest.mark.parametrize(("map_name", "mode", "src", "dst"), _params())
@@ -187,13 +213,14 @@ def test_redirect(redir_obj: BpfObject, map_name: str, mode: Mode, src: Kind,
             pytest.skip(reason)
     map_type, in_name, out_name = MAPS[map_name]
     obj = redir_obj
+    _reset(obj)
     in_map, out_map = obj.map(in_name), obj.map(out_name)
     obj.map("redir_cfg").update(0, struct.pack("II", map_type,
                                                BPF_F_INGRESS if mode.ingress else 0))
     stats = Stats(obj)
     stats.zero()
-    prog = obj.program("redir_msg" if mode.prog == "msg" else "redir_skb")
-    attach = lb.BPF_SK_MSG_VERDICT if mode.prog == "msg" else lb.BPF_SK_SKB_VERDICT
+    prog_name = "redir_msg" if mode.prog == "msg" else "redir_skb"
+    prog, attach = obj.program(prog_name), VERDICTS[prog_name]
     lb.prog_attach(prog, in_map.fd, attach)
     try:
         observed, refusal = _run_pair(in_map, out_map, stats, mode, src, dst)
@@ -204,11 +231,7 @@ def test_redirect(redir_obj: BpfObject, map_name: str, mode: Mode, src: Kind,
     finally:
         lb.prog_detach(prog, in_map.fd, attach)
         for smap in (in_map, out_map):  # normally gone with the closed sockets already
-            try:
-                smap.delete(0)
-            except OSError as exc:
-                if exc.errno not in (errno.ENOENT, errno.EINVAL):
-                    raise
+            _delete_key0(smap)
 
 
 def insert_feature(kind: Kind) -> str:
@@ -270,10 +293,9 @@ def _run_pair(in_map: lb.Map, out_map: lb.Map, stats: Stats, mode: Mode, src: Ki
                 assert got == data, f"{name}: message {seed} ({size} B): " \
                     f"{first_difference(data, got)}"
                 total += size
-            for role, sock in everyone.items():
-                if sock is not sender:  # the sender's own queue and everyone else's: empty
-                    assert_nothing_arrives(sock, grace=GRACE if sock is receiver else 0.01,
-                                           what=f"{name}: {role}")
+            # the sender's own queue and everyone else's stay empty (watched together)
+            assert_nothing_arrives({role: sock for role, sock in everyone.items()
+                                    if sock is not sender}, grace=GRACE, what=name)
             drop, passed, seen = stats.get()
             assert drop == 0, f"{name}: {drop} SK_DROP verdict(s) on a supported redirect"
             assert passed >= 1, f"{name}: bytes arrived but the program never redirected"
@@ -291,9 +313,7 @@ def _run_pair(in_map: lb.Map, out_map: lb.Map, stats: Stats, mode: Mode, src: Ki
                 f"{name}: send() failed with {info.value!r}, the kernel specifies EACCES"
             drop, passed, _ = stats.get()
             assert (drop, passed) == (1, 0), f"{name}: verdicts drop/pass {drop}/{passed}"
-            for role, sock in everyone.items():
-                assert_nothing_arrives(sock, grace=GRACE if sock is peer else 0.01,
-                                       what=f"{name}: {role}")
+            assert_nothing_arrives(everyone, grace=GRACE, what=name)
             print(f"VERDICT {name}: UNSUPPORTED send() EACCES, 1 SK_DROP, nothing delivered")
             return "refused: send() EACCES, SK_DROP", (
                 None, f"{name}: bpf_msg_redirect refuses the target: send() EACCES, SK_DROP")
@@ -303,9 +323,8 @@ def _run_pair(in_map: lb.Map, out_map: lb.Map, stats: Stats, mode: Mode, src: Ki
             got = recv_exact(peer, len(data), timeout=IO_TIMEOUT)
             assert got == data, f"{name}: at the peer: {first_difference(data, got)}"
             assert stats.get() == (0, 0, 0), f"{name}: program ran: {stats.get()}"
-            for role, sock in everyone.items():
-                if sock is not peer:
-                    assert_nothing_arrives(sock, grace=0.01, what=f"{name}: {role}")
+            assert_nothing_arrives({role: sock for role, sock in everyone.items()
+                                    if sock is not peer}, grace=0.01, what=name)
             print(f"VERDICT {name}: UNSUPPORTED sk_msg does not run on {src.value}; "
                   f"{len(data)} bytes reached the original peer unchanged")
             return "sk_msg not run on the sender: bytes to the original peer", (

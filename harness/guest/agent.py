@@ -34,7 +34,7 @@ from typing import Any
 
 from ..protocol import EXEC_AT_ENV, Message
 from . import isolation
-from .bpf import core_btf
+from .bpf import core_btf, shared
 from .case_process import REPORTS, run_item
 from .channel import Channel, open_channel
 from .kmsg import Kmsg, init_started
@@ -139,6 +139,7 @@ class AgentLoop:
                 self.shell(msg)
                 return True
         self.send_late()
+        shared.close_all()  # before the probes' bpftool cross-check: they are not its
         self.probes.finish()  # the rest of the probe table, for the report
         self.channel.send({"op": "bye"})
         return True
@@ -184,7 +185,10 @@ class AgentLoop:
         # probes in the agent (the case processes inherit the results); what they made is
         # not the case's, so the state before the case is taken after them
         probed = self.probes.ensure(required_features(item))
-        before = isolation.take() if probed or self.state is None else self.state
+        # the BPF objects its module shares (bpf_shared): loaded here, once a boot, so
+        # every case process inherits them; theirs too, not a case's, for the baseline
+        loaded = shared.preload(shared_objects(item))
+        before = isolation.take() if probed or loaded or self.state is None else self.state
         evidence = self.evidence if msg.get("evidence", True) else None
         hold = bool(msg.get("hold_on_failure", False))
         if self.evidence is not None:
@@ -298,6 +302,11 @@ def _warm_inspect_cache() -> None:
 def required_features(item: Any) -> list[str]:
     """The features an item's `requires` markers name."""
     return [str(f) for mark in item.iter_markers("requires") for f in mark.args]
+
+
+def shared_objects(item: Any) -> list[str]:
+    """The BPF objects an item's `bpf_shared` markers name (harness/guest/bpf/shared.py)."""
+    return [str(o) for mark in item.iter_markers("bpf_shared") for o in mark.args]
 
 
 class Probes:

@@ -28,6 +28,9 @@ REQUIRES_HELP = (
     "requires(*features): run only where each feature probe succeeds in the booted kernel; "
     "a refusal skips (errno and reason) or fails (where the kernel is expected to have it)"
 )
+BPF_SHARED_HELP = ("bpf_shared(*objects): the agent loads these bpf/ objects once a boot; "
+                   "the cases take them with harness.guest.bpf.shared_object(name) and "
+                   "reset what they use (see harness/guest/bpf/shared.py)")
 CASE_TIMEOUT_HELP = "case_timeout(seconds): per-case guest timeout"
 NICS_HELP = ("nics(kind='loop'): the VM of this case's kernel gets NICs (vng --network KIND; "
              "loop: two virtio-net devices joined by a QEMU hub), see the vm_nics fixture")
@@ -44,6 +47,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", REQUIRES_HELP)
     config.addinivalue_line("markers", CASE_TIMEOUT_HELP)
+    config.addinivalue_line("markers", BPF_SHARED_HELP)
     config.addinivalue_line("markers", NICS_HELP)
 
 

@@ -35,7 +35,7 @@ import pytest
 
 from ..errors import KmatrixError
 from ..guest.environment import in_guest
-from ..guest.plugin import CASE_TIMEOUT_HELP, NICS_HELP, REQUIRES_HELP
+from ..guest.plugin import BPF_SHARED_HELP, CASE_TIMEOUT_HELP, NICS_HELP, REQUIRES_HELP
 from ..targets.qemu.bytecode import allow_host_bytecode
 from .items import KERNEL_FIXTURE, GuestFailure, GuestItem, guest_items
 from .live import LiveProgress
@@ -73,6 +73,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", REQUIRES_HELP)
     config.addinivalue_line("markers", CASE_TIMEOUT_HELP)
+    config.addinivalue_line("markers", BPF_SHARED_HELP)
     config.addinivalue_line("markers", NICS_HELP)
     if in_guest():
         return

@@ -74,3 +74,22 @@ def test_eof_and_nothing_arrives() -> None:
         with pytest.raises(AssertionError, match="EOF"):
             assert_nothing_arrives(pair.b, grace=1)
         wait_eof(pair.b, timeout=2)
+
+
+def test_nothing_arrives_watches_several_over_one_window() -> None:
+    """Several sockets share one window: a byte that arrives late on any of them (here
+    half-way through, on the second) is caught and named."""
+    import threading
+    import time
+
+    with socket_pair(Kind.UNIX_STREAM) as one, socket_pair(Kind.UDP4) as two:
+        t0 = time.monotonic()
+        assert_nothing_arrives({"one": one.b, "two": two.b}, grace=0.2, what="pair")
+        assert time.monotonic() - t0 >= 0.2  # the whole window, once
+        timer = threading.Timer(0.1, lambda: send_all(two.a, b"late"))
+        timer.start()
+        try:
+            with pytest.raises(AssertionError, match=r"^pair: two: 4 unexpected"):
+                assert_nothing_arrives({"one": one.b, "two": two.b}, grace=2, what="pair")
+        finally:
+            timer.join()

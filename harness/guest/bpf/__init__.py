@@ -8,8 +8,9 @@ libbpf's) error code; a failed load carries libbpf's log, verifier log included.
 Modules: `uapi` (constants of <linux/bpf.h>), `structs` (ctypes mirrors of libbpf's opts
 and the kernel's info structs), `library` (loading libbpf, its log, errors), `info`,
 `links` (links, prog attach/detach/query, iterators), `programs`, `maps`, `objects`
-(BpfObject, `object_path`), `tc` (classic tc), `counters` (the hits/trace maps of
-bpf/run_trace.h), `arena` (BPF arenas: mappings, pointers, syscall programs). This package
+(BpfObject, `object_path`), `shared` (objects the agent loads once a boot for every case
+process), `tc` (classic tc), `counters` (the hits/trace maps of bpf/run_trace.h), `arena`
+(BPF arenas: mappings, pointers, syscall programs). This package
 re-exports their public names, so cases write
 ``from harness.guest import bpf as lb`` and ``lb.link_create(...)``.
 
@@ -88,6 +89,7 @@ from .programs import (
     Program,
     TestRunResult,
 )
+from .shared import shared_object
 from .tc import (
     TcFilter,
     TcHook,
@@ -260,6 +262,7 @@ __all__ = [
     "prog_query",
     "read_iter",
     "run_syscall",
+    "shared_object",
     "to_buffer",
     "touch_in_child",
     "version",

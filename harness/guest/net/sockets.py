@@ -30,7 +30,7 @@ import socket
 import struct
 import termios
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -354,22 +354,37 @@ def recv_available(sock: socket.socket, *, chunk: int = 1 << 18) -> bytes:
         out += data
 
 
-def assert_nothing_arrives(sock: socket.socket, *, grace: float = 0.2,
-                           what: str = "socket") -> None:
-    """Wait `grace` seconds; data or an EOF (recv() returning 0) on `sock` in that time is an
-    AssertionError."""
-    r, _, _ = select.select([sock], [], [], grace)
-    if not r:
-        return
+def assert_nothing_arrives(socks: socket.socket | Mapping[str, socket.socket], *,
+                           grace: float = 0.2, what: str = "socket") -> None:
+    """Watch `socks` (one socket, or several by name) for `grace` seconds, all of them over
+    the same window: data or an EOF (recv() returning 0) on any of them in that time is an
+    AssertionError naming it (`what: name: ...`). A wake-up with nothing queued (a psock
+    moving data) goes on waiting to the end of the window."""
+    named = {"": socks} if isinstance(socks, socket.socket) else dict(socks)
+    deadline = time.monotonic() + grace
+    while True:
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select(list(named.values()), [], [], max(left, 0.0))
+        for name, sock in named.items():
+            if sock in ready:
+                _refuse_queued(sock, f"{what}: {name}" if name else what)
+        if left <= 0:
+            return
+        if ready:  # readable with nothing queued: look again shortly, not in a busy loop
+            time.sleep(min(0.01, left))
+
+
+def _refuse_queued(sock: socket.socket, where: str) -> None:
+    """An AssertionError if `sock` has data or an EOF queued."""
     try:
         data = sock.recv(1 << 16, socket.MSG_DONTWAIT | socket.MSG_PEEK)
     except BlockingIOError:
         return
     except OSError as exc:
-        raise AssertionError(f"{what}: readable with error {exc}") from exc
+        raise AssertionError(f"{where}: readable with error {exc}") from exc
     if not data and sock.type == socket.SOCK_STREAM:
-        raise AssertionError(f"{what}: recv() returned 0 (EOF) though nothing closed it")
-    raise AssertionError(f"{what}: {len(data)} unexpected byte(s) arrived: "
+        raise AssertionError(f"{where}: recv() returned 0 (EOF) though nothing closed it")
+    raise AssertionError(f"{where}: {len(data)} unexpected byte(s) arrived: "
                          f"{data[:16].hex()}")
 
 
