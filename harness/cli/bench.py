@@ -40,15 +40,16 @@ from ..targets.qemu.vm import GuestVM, VMOptions
 NOOP_CASE = "tests/vm/cases/test_guest_basics.py::test_noop"
 
 
-def plain_vng_boot(image: Path, accel_args: list[str]) -> float:
+def plain_vng_boot(image: Path, accel_args: list[str], cpu_model: str | None = None) -> float:
     import os
 
     env = {"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     t0 = time.monotonic()
     # without udev in the guest, virtme-ng runs the command on the console and cannot read
     # its exit status back (vng exits 255); the boot itself is what is timed here
-    proc = run([which("vng"), *accel_args, "-r", str(image), "--exec", "true"], env=env,
-               timeout=600, check=False)
+    model = [f"--qemu-opts={opt}" for opt in ("-cpu", cpu_model)] if cpu_model else []
+    proc = run([which("vng"), *accel_args, *model, "-r", str(image), "--exec", "true"],
+               env=env, timeout=600, check=False)
     if proc.returncode not in (0, 255):
         raise CommandError(["vng", "-r", str(image), "--exec", "true"], proc.returncode,
                            proc.stdout or "")
@@ -72,10 +73,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bench.add_argument("--snapshot", action="store_true",
                        help="boot from a root image and restore a saved ready guest (a "
                             "first boot saves it): the boot and the restart are restores")
+    bench.add_argument("--vm-cpu-model", metavar="MODEL",
+                       help="QEMU CPU model of the guest and of the plain boot (default: "
+                            "virtme-ng's, max under TCG)")
     bench.set_defaults(handler=lambda args, rest: run_boot_bench(
         args.kernel or "debian:6.12", cases=args.cases, accel=args.accel, json_out=args.json,
         boot_timeout=args.boot_timeout, plain_runs=args.plain_runs,
-        cached_fs=not args.uncached_fs, snapshot=args.snapshot))
+        cached_fs=not args.uncached_fs, snapshot=args.snapshot, cpu_model=args.vm_cpu_model))
 
 
 PANIC_CASE = "tests/vm/cases/test_guest_basics.py::test_panic"
@@ -146,12 +150,13 @@ def case_split_text(split: dict[str, float]) -> str:
 
 def run_boot_bench(spec: str, cases: int = 10, accel: str = "auto",
                    json_out: str | None = None, boot_timeout: float = 900.0,
-                   plain_runs: int = 2, cached_fs: bool = True, snapshot: bool = False
-                   ) -> int:
+                   plain_runs: int = 2, cached_fs: bool = True, snapshot: bool = False,
+                   cpu_model: str | None = None) -> int:
     kernel = resolve(spec)
     acc = choose(accel, kernel.image)
     print(f"kernel {kernel.label} ({kernel.origin}), accelerator {acc.name}: {acc.reason}")
-    plains = [plain_vng_boot(kernel.image, acc.vng_args) for _ in range(max(1, plain_runs))]
+    plains = [plain_vng_boot(kernel.image, acc.vng_args, cpu_model)
+              for _ in range(max(1, plain_runs))]
     plain = statistics.median(plains)
     print(f"plain `vng --exec true` boot: {plain:.1f}s (median of "
           f"{', '.join(f'{p:.1f}' for p in plains)})")
@@ -159,7 +164,7 @@ def run_boot_bench(spec: str, cases: int = 10, accel: str = "auto",
     print(f"console log: {console_log}")
     objects = object_set()
     options = VMOptions(boot_timeout=boot_timeout, tag="bench", cached_fs=cached_fs,
-                        snapshot=snapshot)
+                        snapshot=snapshot, cpu_model=cpu_model)
     vm, to_verdict, first = _boot_to_verdict(kernel, acc, console_log, options, objects)
     cold: dict[str, float] = {}
     if snapshot and not vm.restored:  # that boot saved the snapshot: time a restore
@@ -217,7 +222,8 @@ def run_boot_bench(spec: str, cases: int = 10, accel: str = "auto",
     assert vm.info is not None
     figures: dict[str, Any] = {
         "kernel": kernel.label, "release": vm.info.release, "accel": acc.name,
-        "vcpus": options.cpus, "cached_fs": cached_fs, "snapshot": snapshot, **cold,
+        "vcpus": options.cpus, "cpu_model": cpu_model or "virtme-ng's",
+        "cached_fs": cached_fs, "snapshot": snapshot, **cold,
         "restart_restored": vm2.restored, "plain_vng_boot_s": plain,
         "plain_vng_boots_s": plains,
         **parts,

@@ -38,6 +38,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     shell.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     shell.add_argument("--vm-cpus", type=int, default=2)
     shell.add_argument("--vm-memory", default="2G")
+    shell.add_argument("--vm-cpu-model", metavar="MODEL",
+                       help="QEMU CPU model (default: virtme-ng's, max under TCG)")
     shell.add_argument("--boot-timeout", type=float, default=300.0)
     shell.set_defaults(handler=lambda args, rest: run_shell(args))
     att = sub.add_parser("attach", help="this terminal on the shell of a VM kept by "
@@ -70,7 +72,7 @@ def run_shell(args: argparse.Namespace) -> int:
     acc = choose(args.accel, kernel.image)
     folder = Path(tempfile.mkdtemp(prefix="kmatrix-shell-"))
     sock = folder / "shell.sock"
-    options = VMOptions(cpus=args.vm_cpus, memory=args.vm_memory,
+    options = VMOptions(cpus=args.vm_cpus, memory=args.vm_memory, cpu_model=args.vm_cpu_model,
                         boot_timeout=args.boot_timeout, tag="shell", shell_socket=sock)
     if args.nics:
         options = dataclasses.replace(options, extra_vng_args=nic_args(args.nics))

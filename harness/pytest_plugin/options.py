@@ -41,6 +41,10 @@ def add_options(parser: pytest.Parser) -> None:
                          "the host's cores: oversubscribed multi-vCPU TCG guests spin on "
                          "locks, boots 5x slower)")
     group.addoption("--vm-memory", default="2G", help="guest memory (default 2G)")
+    group.addoption("--vm-cpu-model", default=None, metavar="MODEL",
+                    help="QEMU CPU model of the guests, with features (e.g. "
+                         "max,la57=off; qemu-system-x86_64 -cpu help lists them); "
+                         "default: virtme-ng's, host under KVM and max under TCG")
     group.addoption("--snapshot", action="store_true", default=False,
                     help="boot each kernel from a root image and save its ready guest; "
                          "restarts and later runs restore it in seconds (the image is "

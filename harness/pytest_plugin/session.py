@@ -75,6 +75,7 @@ class SessionState:
             int(workerinput.get("workercount", 1)), len(os.sched_getaffinity(0)))
         options = VMOptions(cpus=cpus,
                             memory=config.getoption("vm_memory"),
+                            cpu_model=config.getoption("vm_cpu_model"),
                             boot_timeout=config.getoption("boot_timeout"),
                             watchdog_grace=config.getoption("watchdog_grace"),
                             tag=results_dir.name,

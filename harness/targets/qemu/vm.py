@@ -62,6 +62,8 @@ def nic_args(kind: str) -> tuple[str, ...]:
 class VMOptions:
     cpus: int = 2
     memory: str = "2G"
+    #: QEMU -cpu MODEL[,features] (None: virtme-ng's: host under KVM, max under TCG)
+    cpu_model: str | None = None
     #: seconds a boot may go without progress (console output, agent progress messages);
     #: a boot may take 3x this in all (TCG boots to a ready agent take 60-70 s here)
     boot_timeout: float = 300.0
@@ -163,6 +165,8 @@ class GuestVM(AgentSession):
                 "--cpus", str(self.options.cpus), "--memory", self.options.memory,
                 "--cwd", str(self.rootdir), "--append", f"loglevel={CONSOLE_LOGLEVEL}",
                 *self.options.extra_vng_args]
+        if self.options.cpu_model:  # after virtme-ng's own -cpu: QEMU takes the last
+            qemu_opts += ["-cpu", self.options.cpu_model]
         argv += [f"--qemu-opts={opt}" for opt in qemu_opts]
         # the line in a script: on the kernel command line it could overflow its 2 KB
         script = guestfs.boot_script(command, cache_root())
