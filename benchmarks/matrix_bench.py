@@ -35,14 +35,18 @@ def load(results_dir: Path) -> dict[str, Any]:
 
 
 def per_kernel_and_suite(data: dict[str, Any]) -> dict[tuple[str, str], dict[str, float]]:
-    """(kernel, suite) -> {"cases", "host_s", "guest_s"}."""
+    """(kernel, suite) -> {"cases", "host_s", "guest_s", "cpu_s"}: cpu_s is the guest CPU
+    its case processes and the agent spent on them (0 for results without it)."""
     out: dict[tuple[str, str], dict[str, float]] = defaultdict(
-        lambda: {"cases": 0.0, "host_s": 0.0, "guest_s": 0.0})
+        lambda: {"cases": 0.0, "host_s": 0.0, "guest_s": 0.0, "cpu_s": 0.0})
     for case in data["cases"]:
         row = out[(case["kernel"], case["feature"])]
         row["cases"] += 1
         row["host_s"] += float(case["duration"])
         row["guest_s"] += float(case["guest_duration"])
+        timing = case.get("timing") or {}
+        row["cpu_s"] += float(timing.get("case_cpu_s", 0.0)) + float(
+            timing.get("agent_cpu_s", 0.0))
     return out
 
 
@@ -59,10 +63,15 @@ def report(data: dict[str, Any], wall: float | None = None) -> str:
         lines.append(f"{label:<14} {boots:>22} {count:>6} {host:>8.0f}")
     lines.append("")
     lines.append(f"{'kernel':<14} {'suite':<20} {'cases':>6} {'host s':>8} {'guest s':>8} "
-                 f"{'s/case':>7}")
+                 f"{'s/case':>7} {'CPU s':>7}")
     for (label, suite), r in sorted(rows.items()):
         lines.append(f"{label:<14} {suite:<20} {int(r['cases']):>6} {r['host_s']:>8.0f} "
-                     f"{r['guest_s']:>8.0f} {r['host_s'] / max(r['cases'], 1):>7.2f}")
+                     f"{r['guest_s']:>8.0f} {r['host_s'] / max(r['cases'], 1):>7.2f} "
+                     f"{r['cpu_s']:>7.0f}")
+    lines.append(f"{'all':<35} {sum(int(r['cases']) for r in rows.values()):>6} "
+                 f"{sum(r['host_s'] for r in rows.values()):>8.0f} "
+                 f"{sum(r['guest_s'] for r in rows.values()):>8.0f} {'':>7} "
+                 f"{sum(r['cpu_s'] for r in rows.values()):>7.0f}")
     statuses = Counter(c["status"] for c in data["cases"])
     lines.append("")
     lines.append("verdicts: " + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
@@ -96,14 +105,20 @@ def compare(before: dict[str, Any], after: dict[str, Any]) -> str:
         lines += [f"  {n}" for n in only_a[:50]]
     rb, ra = per_kernel_and_suite(before), per_kernel_and_suite(after)
     lines.append("")
-    lines.append(f"{'kernel':<14} {'suite':<20} {'before s':>9} {'after s':>9} {'ratio':>6}")
+    lines.append(f"{'kernel':<14} {'suite':<20} {'before s':>9} {'after s':>9} {'ratio':>6} "
+                 f"{'CPU before':>10} {'CPU after':>9}")
+
+    def row(name: str, b: dict[str, float], a: dict[str, float]) -> str:
+        hb, ha = b.get("host_s", 0.0), a.get("host_s", 0.0)
+        ratio = f"{ha / hb:6.2f}" if hb else "     -"
+        cpu = [f"{r['cpu_s']:.0f}" if r.get("cpu_s") else "-" for r in (b, a)]
+        return f"{name:<35} {hb:>9.0f} {ha:>9.0f} {ratio} {cpu[0]:>10} {cpu[1]:>9}"
+
     for key in sorted(rb.keys() | ra.keys()):
-        b, a = rb.get(key, {}).get("host_s", 0.0), ra.get(key, {}).get("host_s", 0.0)
-        ratio = f"{a / b:6.2f}" if b else "     -"
-        lines.append(f"{key[0]:<14} {key[1]:<20} {b:>9.0f} {a:>9.0f} {ratio}")
-    tb = sum(r["host_s"] for r in rb.values())
-    ta = sum(r["host_s"] for r in ra.values())
-    lines.append(f"{'all':<35} {tb:>9.0f} {ta:>9.0f} {ta / tb if tb else 0:6.2f}")
+        lines.append(row(f"{key[0]:<14} {key[1]}", rb.get(key, {}), ra.get(key, {})))
+    total = {side: {k: sum(r[k] for r in rows.values()) for k in ("host_s", "cpu_s")}
+             for side, rows in (("b", rb), ("a", ra))}
+    lines.append(row("all", total["b"], total["a"]))
     return "\n".join(lines)
 
 

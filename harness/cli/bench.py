@@ -252,6 +252,8 @@ def run_boot_bench(spec: str, cases: int = 10, accel: str = "auto",
           f"{split['minflt']:.0f} page faults), checks after "
           f"it {split['after_s'] * 1000:.0f} ms")
     print("  " + case_split_text(split))
+    print(f"  CPU: the case process {split.get('case_cpu_s', 0.0) * 1000:.0f} ms, the agent "
+          f"{split.get('agent_cpu_s', 0.0) * 1000:.0f} ms (the evidence process not counted)")
     print(f"  of which the stack's evidence: {figures['evidence_cost_s'] * 1000:.0f} ms "
           f"(without: {figures['per_case_without_evidence_s'] * 1000:.0f} ms; goal < 20 ms)")
     if json_out:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import random
+import resource
 import sys
 import time
 import traceback
@@ -171,6 +172,7 @@ class AgentLoop:
         from .evidence.server import EvidenceServerError
 
         t_request = time.monotonic()
+        cpu0 = _cpu_self()
         self.send_late()
         nodeid = str(msg["nodeid"])
         collect_s = self.collect(nodeid)
@@ -238,8 +240,18 @@ class AgentLoop:
         result["timing"] = {"case_s": t1 - t0, "after_s": t_end - t1,
                             "collect_s": collect_s, "before_s": t0 - t_request,
                             "isolation_s": t_evidence - t_check,
-                            "evidence_after_s": t_end - t_evidence}
+                            "evidence_after_s": t_end - t_evidence,
+                            # CPU seconds: the case process's, the agent's own for it
+                            # (collection, probes, fork, checks; not the evidence process)
+                            "case_cpu_s": float(result.pop("cpu_s", 0.0)),
+                            "agent_cpu_s": _cpu_self() - cpu0}
         return result
+
+
+def _cpu_self() -> float:
+    """The agent's own CPU seconds so far (user + system, this process only)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _case_evidence() -> Callable[[], Any]:

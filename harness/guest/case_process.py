@@ -197,14 +197,17 @@ def run_item(item: Any, timeout: float, *, hold_on_failure: bool = False) -> dic
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    _, status = os.waitpid(pid, 0)
+    _, status, usage = os.wait4(pid, 0)
     reaped = time.monotonic()
     os.close(read_fd)
     output = _read_all(out_fd)[-8000:]
     os.close(trace_fd)
     os.close(out_fd)
     result: dict[str, Any] = {"duration": time.monotonic() - start, "timed_out": timed_out,
-                              "traceback": traceback, "output": output}
+                              "traceback": traceback, "output": output,
+                              # the CPU the case process used (user + system), of its
+                              # `duration`: under TCG the matrix is bound by the CPU
+                              "cpu_s": usage.ru_utime + usage.ru_stime}
     if chunks and not timed_out:
         try:
             result.update(json.loads(b"".join(chunks)))

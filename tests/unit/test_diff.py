@@ -142,3 +142,17 @@ def test_matrix_bench_compare_uses_the_diff() -> None:
     assert "cases in both runs: 59; same verdict: 56; changed: 3" in text
     assert f"  {changed['fail'].nodeid}: pass -> fail" in text
     assert "only in the first run: 1" in text and "only in the second run: 1" in text
+
+
+def test_matrix_bench_sums_the_guest_cpu_per_suite() -> None:
+    from benchmarks.matrix_bench import per_kernel_and_suite, report
+
+    a = run_a().to_json()
+    for case in a["cases"]:
+        case["timing"] = {"case_cpu_s": 0.25, "agent_cpu_s": 0.05}
+    rows = per_kernel_and_suite(a)
+    assert all(abs(r["cpu_s"] - 0.3 * r["cases"]) < 1e-9 for r in rows.values())
+    assert "CPU s" in report(a)
+    text = compare(a, a)
+    assert "CPU before" in text and text.splitlines()[-1].split()[-2:] == [
+        f"{0.3 * len(a['cases']):.0f}"] * 2
