@@ -14,7 +14,9 @@
    namespace and runs that one collected item through pytest's runtest protocol. The
    kernel messages of the case go back with the verdict; those that arrive after it ended
    (async cleanup) go back with the next request or at shutdown, attributed to it. What the
-   case left behind (isolation) fails it and is cleaned before the next one.
+   case left behind (isolation) fails it and is cleaned before the next one. BPF objects
+   a case module shares (`bpf_shared` marker) are loaded here before its first case's
+   fork, once a boot, and inherited (harness/guest/bpf/shared.py).
 4. Anything that goes wrong before the agent is ready is sent to the host as "fatal", with
    the traceback, instead of a silent exit.
 
