@@ -186,13 +186,14 @@ def _reset(obj: BpfObject) -> None:
     leaves its verdict program attached): no program on any map, no socket at key 0.
     The config and the counters are set by each case itself."""
     for _, in_name, out_name in MAPS.values():
+        in_map = obj.map(in_name)
         for prog_name, attach in VERDICTS.items():
             try:
-                lb.prog_detach(obj.program(prog_name), obj.map(in_name).fd, attach)
+                lb.prog_detach(obj.program(prog_name), in_map.fd, attach)
             except OSError as exc:
                 if exc.errno != errno.ENOENT:
                     raise
-        for smap in (obj.map(in_name), obj.map(out_name)):
+        for smap in (in_map, obj.map(out_name)):
             _delete_key0(smap)
 
 

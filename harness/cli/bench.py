@@ -35,7 +35,7 @@ from ..command import run, which
 from ..errors import CommandError, VMLostError
 from ..paths import PROJECT_ROOT
 from ..targets.qemu.accel import Accel, choose
-from ..targets.qemu.vm import GuestVM, VMOptions
+from ..targets.qemu.vm import GuestVM, VMOptions, cpu_model_opts
 
 NOOP_CASE = "tests/vm/cases/test_guest_basics.py::test_noop"
 
@@ -47,7 +47,7 @@ def plain_vng_boot(image: Path, accel_args: list[str], cpu_model: str | None = N
     t0 = time.monotonic()
     # without udev in the guest, virtme-ng runs the command on the console and cannot read
     # its exit status back (vng exits 255); the boot itself is what is timed here
-    model = [f"--qemu-opts={opt}" for opt in ("-cpu", cpu_model)] if cpu_model else []
+    model = [f"--qemu-opts={opt}" for opt in cpu_model_opts(cpu_model)]
     proc = run([which("vng"), *accel_args, *model, "-r", str(image), "--exec", "true"],
                env=env, timeout=600, check=False)
     if proc.returncode not in (0, 255):

@@ -28,8 +28,9 @@ from .objects import BpfObject, object_path
 
 #: name -> the agent's loaded object (inherited by the case processes it forks)
 _LOADED: dict[str, BpfObject] = {}
-#: name -> why the agent's load failed (each case then loads the object for itself)
-_FAILED: dict[str, str] = {}
+#: the objects whose load failed in the agent (each case then loads its own and meets the
+#: failure itself, as its own error: the agent does not try again)
+_FAILED: set[str] = set()
 
 
 def preload(names: Iterable[str]) -> bool:
@@ -42,14 +43,9 @@ def preload(names: Iterable[str]) -> bool:
         tried = True
         try:
             _LOADED[name] = BpfObject(object_path(name))
-        except (OSError, ValueError, KeyError) as exc:
-            _FAILED[name] = f"{type(exc).__name__}: {exc}"
+        except (OSError, ValueError, KeyError):
+            _FAILED.add(name)
     return tried
-
-
-def failed() -> dict[str, str]:
-    """The objects the agent could not load, with why (the cases loaded their own)."""
-    return dict(_FAILED)
 
 
 @contextlib.contextmanager
@@ -70,4 +66,4 @@ def close_all() -> None:
         _LOADED.popitem()[1].close()
 
 
-__all__ = ["close_all", "failed", "preload", "shared_object"]
+__all__ = ["close_all", "preload", "shared_object"]

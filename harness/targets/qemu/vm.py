@@ -165,8 +165,7 @@ class GuestVM(AgentSession):
                 "--cpus", str(self.options.cpus), "--memory", self.options.memory,
                 "--cwd", str(self.rootdir), "--append", f"loglevel={CONSOLE_LOGLEVEL}",
                 *self.options.extra_vng_args]
-        if self.options.cpu_model:  # after virtme-ng's own -cpu: QEMU takes the last
-            qemu_opts += ["-cpu", self.options.cpu_model]
+        qemu_opts += cpu_model_opts(self.options.cpu_model)
         argv += [f"--qemu-opts={opt}" for opt in qemu_opts]
         # the line in a script: on the kernel command line it could overflow its 2 KB
         script = guestfs.boot_script(command, cache_root())
@@ -493,6 +492,12 @@ def stop_leashed(proc: subprocess.Popen[bytes]) -> None:
 
 #: the kernel's first console line starts with it
 BANNER = b"Linux version"
+
+
+def cpu_model_opts(model: str | None) -> list[str]:
+    """QEMU's options for CPU `model` (none: virtme-ng's own -cpu stays); given to vng as
+    --qemu-opts, they come after virtme-ng's -cpu, and QEMU takes the last one."""
+    return ["-cpu", model] if model else []
 
 
 def _guest_tools() -> Path:
