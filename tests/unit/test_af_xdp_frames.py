@@ -69,6 +69,14 @@ def test_pattern_words_say_frame_and_position() -> None:
         fr.pattern(0x10000, 4)
 
 
+def test_pattern_index_wraps_at_16_bits() -> None:
+    raw = fr.pattern(0x1234, 4 * 0x10002)
+    words = struct.unpack(f"!{0x10002}I", raw)
+    assert words[0xFFFF] == 0x1234FFFF
+    assert words[0x10000:] == (0x12340000, 0x12340001)
+    assert all(w == 0x12340000 | i for i, w in enumerate(words[:0x10000]))
+
+
 def test_too_short_and_foreign_frames() -> None:
     with pytest.raises(ValueError):
         fr.Flow(A, B).frame(1, fr.MIN_FRAME - 1)
