@@ -45,10 +45,15 @@ def add_options(parser: pytest.Parser) -> None:
                     help="QEMU CPU model of the guests, with features (e.g. "
                          "max,la57=off; qemu-system-x86_64 -cpu help lists them); "
                          "default: virtme-ng's, host under KVM and max under TCG")
-    group.addoption("--snapshot", action="store_true", default=False,
+    group.addoption("--snapshot", action="store_const", const="on", default="auto",
+                    dest="snapshot",
                     help="boot each kernel from a root image and save its ready guest; "
-                         "restarts and later runs restore it in seconds (the image is "
-                         "rebuilt, ~1 min, when the checkout or the system changed)")
+                         "restarts and later runs restore it in seconds (default: where "
+                         "the kernel can: virtio-blk and ext4 in its .config; with this "
+                         "option a kernel that cannot is an error)")
+    group.addoption("--no-snapshot", action="store_const", const="off", dest="snapshot",
+                    help="boot every kernel on virtme-ng's 9p root, no root image and no "
+                         "snapshots")
     group.addoption("--boot-timeout", type=float, default=300.0,
                     help="seconds a boot may go without a sign of progress (kernel console "
                          "output before the agent starts, then the agent's progress "

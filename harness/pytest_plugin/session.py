@@ -83,7 +83,7 @@ class SessionState:
                             # contributor's own, or kmatrix's)
                             rootdir=config.rootpath,
                             case_dirs=tuple(d.resolve() for d in dirs),
-                            snapshot=bool(config.getoption("snapshot")))
+                            snapshot=str(config.getoption("snapshot")))
         try:
             expect = kernel_expectations(kernels, Path(config.getoption("matrix_file")))
         except KmatrixError as exc:  # a broken feature table or matrix file

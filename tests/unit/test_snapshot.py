@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -105,58 +106,92 @@ def test_sources_exclude_what_the_guest_does_not_read(tmp_path: Path) -> None:
     root = tmp_path / "root"
     for d in ("usr/share/doc", "usr/bin", "etc", "var/cache", "opt"):
         (root / d).mkdir(parents=True)
-    srcs = rootdisk.sources([tmp_path / "proj"], tmp_path / "tools", root=root)
+    srcs = rootdisk.sources(tmp_path / "tools", root=root, folders=[tmp_path / "proj"])
     by_guest = {s.guest: s for s in srcs}
     assert set(by_guest) == {"usr", "etc", "var", str((tmp_path / "proj").relative_to("/")),
                              rootdisk.GUEST_TOOLS}
     assert "share/doc" in by_guest["usr"].excluded and "cache" in by_guest["var"].excluded
+    assert by_guest[str((tmp_path / "proj").relative_to("/"))].empty
 
 
-def test_stage_links_and_skips(tmp_path: Path) -> None:
+def test_stage_links_files_and_leaves_the_checkout_out(tmp_path: Path) -> None:
     src = _tree(tmp_path)
-    (src / "pkg" / "results").mkdir()  # a package named results: only the top one goes
-    (src / "pkg" / "results" / "__init__.py").write_text("")
     (src / ".tox" / "ci" / "bin").mkdir(parents=True)  # the environment CI runs in
     (src / ".tox" / "ci" / "bin" / "python").write_text("#!")
     (src / ".tox" / "other").mkdir()  # another tox environment: not the one running
     (src / ".tox" / "other" / "python").write_text("#!")
-    srcs = rootdisk.sources([src], tmp_path / "tools", root=tmp_path / "noroot",
-                            python=[src / ".tox" / "ci"])
+    srcs = rootdisk.sources(tmp_path / "tools", root=tmp_path / "noroot",
+                            python=[src / ".tox" / "ci", tmp_path / "env"],
+                            files=[src / "pkg" / "mod.py"], folders=[src])
     srcs = [s for s in srcs if s.host != tmp_path / "tools"]
+    (tmp_path / "env" / "lib" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "env" / "lib" / "a.py").write_text("a = 1\n")
+    (tmp_path / "env" / "lib" / "__pycache__" / "a.pyc").write_bytes(b"\0")
+    os.symlink("lib/a.py", tmp_path / "env" / "link.py")
     srcs.append(rootdisk.Source(src / "pkg" / "mod.py", "boot/one.py"))
     into = tmp_path / "stage"
     rootdisk.stage(srcs, into)
     staged = into / src.relative_to("/")
-    assert (staged / "pkg" / "mod.py").read_text() == "x = 1\n"
+    # the checkout: an empty folder, but for the environment inside it and the files named
+    assert sorted(p.name for p in staged.iterdir()) == [".tox", "pkg"]
+    assert sorted(p.name for p in (staged / "pkg").iterdir()) == ["mod.py"]
     assert os.path.samefile(staged / "pkg" / "mod.py", src / "pkg" / "mod.py")  # a link
-    assert os.readlink(staged / "link.py") == "pkg/mod.py"
-    assert (staged / "pkg" / "__pycache__" / "mod.pyc").exists()  # bytecode goes in
-    assert not (staged / ".git").exists() and not (staged / "results").exists()
-    assert (staged / "pkg" / "results" / "__init__.py").exists()
     assert (staged / ".tox" / "ci" / "bin" / "python").read_text() == "#!"
     assert not (staged / ".tox" / "other").exists()
+    env = into / (tmp_path / "env").relative_to("/")
+    assert os.readlink(env / "link.py") == "lib/a.py"
+    assert (env / "lib" / "__pycache__" / "a.pyc").exists()  # bytecode goes in
     assert (into / "boot" / "one.py").read_text() == "x = 1\n"
     assert all((into / d).is_dir() for d in rootdisk.MOUNT_POINTS)
 
 
 def test_fingerprint_follows_the_content(tmp_path: Path) -> None:
     src = _tree(tmp_path)
-    srcs = [rootdisk.Source(src, "p", excluded=rootdisk.PROJECT_SKIP)]
-    key, total = rootdisk.fingerprint(srcs)
-    assert total == len("x = 1\n") + 1
+    srcs = [rootdisk.Source(src, "p", excluded=frozenset({".git", "results"}))]
+    key = rootdisk.fingerprint(srcs)
+    assert rootdisk.content_size(srcs) == len("x = 1\n") + 1
     (src / ".git" / "HEAD").write_text("another ref\n")  # skipped: same image
-    assert rootdisk.fingerprint(srcs)[0] == key
+    assert rootdisk.fingerprint(srcs) == key
     (src / "pkg" / "mod.py").write_text("x = 2\n")
     st = (src / "pkg" / "mod.py").stat()
     os.utime(src / "pkg" / "mod.py", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert rootdisk.fingerprint(srcs)[0] != key
+    assert rootdisk.fingerprint(srcs) != key
+
+
+def test_a_shallow_source_is_hashed_by_its_folders(tmp_path: Path) -> None:
+    """The system's folders: a file created, renamed or deleted in a folder (what dpkg and
+    pip do) makes a new image; a file written over in place does not."""
+    src = _tree(tmp_path)
+    srcs = [rootdisk.Source(src, "usr", shallow=True)]
+    key = rootdisk.fingerprint(srcs)
+    st = (src / "pkg").stat()
+    (src / "pkg" / "mod.py").write_text("x = 2\n")  # in place
+    os.utime(src / "pkg", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert rootdisk.fingerprint(srcs) == key
+    (src / "pkg" / "mod.py.dpkg-new").write_text("x = 3\n")
+    os.rename(src / "pkg" / "mod.py.dpkg-new", src / "pkg" / "mod.py")
+    os.utime(src / "pkg", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert rootdisk.fingerprint(srcs) != key
+    assert rootdisk.content_size(srcs) == len("x = 3\n") + 1 + len("<x/>") + len("ref\n")
+
+
+def test_an_empty_folder_is_its_path_only(tmp_path: Path) -> None:
+    """The checkout's folder in the image is where the guest binds it: what it holds (and
+    its mtime, which each new file changes) makes no new image."""
+    src = _tree(tmp_path)
+    srcs = [rootdisk.Source(src, "p", empty=True)]
+    key = rootdisk.fingerprint(srcs)
+    assert rootdisk.content_size(srcs) == 0
+    (src / "new.py").write_text("y = 1\n")
+    assert rootdisk.fingerprint(srcs) == key
+    assert rootdisk.fingerprint([rootdisk.Source(src, "q", empty=True)]) != key
 
 
 @pytest.mark.skipif(shutil.which("mke2fs", path="/usr/sbin:/sbin:" + os.environ["PATH"])
                     is None, reason="mke2fs (e2fsprogs) is not installed")
 def test_build_makes_an_ext4_image_once(tmp_path: Path) -> None:
     src = _tree(tmp_path)
-    srcs = [rootdisk.Source(src, "work/proj", excluded=rootdisk.PROJECT_SKIP)]
+    srcs = [rootdisk.Source(src, "work/proj", excluded=frozenset({".git", "results"}))]
     image = rootdisk.build(srcs, tmp_path / "images")
     assert image.name.startswith("root-") and image.exists()
     debugfs = shutil.which("debugfs", path="/usr/sbin:/sbin:" + os.environ["PATH"])
@@ -263,9 +298,41 @@ def test_store(tmp_path: Path) -> None:
 
 def test_fingerprint_ignores_bytecode_caches(tmp_path: Path) -> None:
     """The host's Python writes __pycache__ files as it imports (during a run, too): they
-    must not make a new image."""
+    must not make a new image, nor the new mtime of the folder a new __pycache__ is in."""
     src = _tree(tmp_path)
     srcs = [rootdisk.Source(src, "p")]
-    key = rootdisk.fingerprint(srcs)[0]
+    key = rootdisk.fingerprint(srcs)
     (src / "pkg" / "__pycache__" / "other.cpython-311.pyc").write_bytes(b"\0\0")
-    assert rootdisk.fingerprint(srcs)[0] == key
+    assert rootdisk.fingerprint(srcs) == key
+    st = (src / "pkg").stat()
+    os.utime(src / "pkg", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert rootdisk.fingerprint(srcs) == key
+    (src / "pkg" / "new.py").write_text("")
+    assert rootdisk.fingerprint(srcs) != key
+
+
+@pytest.mark.parametrize(("lines", "modules", "why"), [
+    (["CONFIG_VIRTIO_PCI=y", "CONFIG_VIRTIO_BLK=y", "CONFIG_EXT4_FS=y"], False, None),
+    (["CONFIG_VIRTIO_PCI=y", "CONFIG_VIRTIO_BLK=m", "CONFIG_EXT4_FS=m"], True, None),
+    (["CONFIG_VIRTIO_PCI=y", "CONFIG_VIRTIO_BLK=m", "CONFIG_EXT4_FS=y"], False,
+     "CONFIG_VIRTIO_BLK=m .* no module folder"),
+    (["CONFIG_VIRTIO_PCI=y", "# CONFIG_VIRTIO_BLK is not set", "CONFIG_EXT4_FS=y"], True,
+     "CONFIG_VIRTIO_BLK=n"),
+    (["CONFIG_VIRTIO_PCI=y", "CONFIG_VIRTIO_BLK=y"], False, "CONFIG_EXT4_FS=n"),
+])
+def test_a_kernel_boots_from_the_image_when_its_config_has_the_disk_and_ext4(
+        tmp_path: Path, lines: list[str], modules: bool, why: str | None) -> None:
+    config = tmp_path / "config"
+    config.write_text("\n".join(lines) + "\n")
+    if shutil.which("mke2fs", path="/usr/sbin:/sbin:" + os.environ["PATH"]) is None:
+        pytest.skip("mke2fs (e2fsprogs) is not installed")
+    got = rootdisk.unfit(config, modules)
+    if why is None:
+        assert got is None
+    else:
+        assert got is not None and re.search(why, got), got
+
+
+def test_a_kernel_without_a_known_config_boots_on_the_9p_root(tmp_path: Path) -> None:
+    assert "not known" in str(rootdisk.unfit(None, True))
+    assert "not known" in str(rootdisk.unfit(tmp_path / "none", True))

@@ -87,28 +87,34 @@ def cached_dirs(extra: Iterable[Path] = ()) -> list[Path]:
     return outermost([PROJECT_ROOT, *python_dirs(), *extra])
 
 
+def mount_line(dirs: Sequence[Path]) -> str:
+    """The shell commands that mount the cached export and bind `dirs` from it over their
+    own paths (a folder missing in the guest made first, where its parent is writable)."""
+    binds = " && ".join(
+        f"{{ [ -d {shlex.quote(str(d))} ] || mkdir -p {shlex.quote(str(d))}; }} && "
+        f"mount --bind {shlex.quote(GUEST_MOUNT + str(d))} {shlex.quote(str(d))}"
+        for d in dirs)
+    mount = (f"mkdir -p {GUEST_MOUNT} && "
+             f"mount -t 9p -o {MOUNT_OPTIONS} {MOUNT_TAG} {GUEST_MOUNT}")
+    return f"{mount} && {binds}" if binds else mount
+
+
 def bootstrap(dirs: Sequence[Path], command: Sequence[str], *, cached: bool = True) -> str:
     """The guest's shell line: when it started (EXEC_AT_ENV: the guest's uptime, for the
     boot's breakdown), a tmpfs for temporary files (TMPDIR), the cached export with `dirs`
-    bound from it over their own paths (unless not `cached`: a guest whose root is a disk
-    image reads them there), then exec `command`. A failed mount is reported, not fatal."""
+    bound from it over their own paths (unless not `cached`: a snapshotted guest mounts it
+    later, harness.guest.preload), then exec `command`. A failed mount is reported, not
+    fatal."""
     started = f"read -r {EXEC_AT_ENV} _ < /proc/uptime; export {EXEC_AT_ENV}"  # no fork
     tmp = (f"mkdir -p {GUEST_TMP} && mount -t tmpfs -o mode=1777 kmatrix-tmp {GUEST_TMP} "
            f"&& export TMPDIR={GUEST_TMP}")
     if not cached:
         return (f"{started}; {{ {tmp}; }}; cd -- \"$PWD\" 2>/dev/null; "
                 f"exec {shlex.join(command)}")
-    binds = " && ".join(
-        f"mount --bind {shlex.quote(GUEST_MOUNT + str(d))} {shlex.quote(str(d))}"
-        for d in dirs)
-    mount = (f"mkdir -p {GUEST_MOUNT} && "
-             f"mount -t 9p -o {MOUNT_OPTIONS} {MOUNT_TAG} {GUEST_MOUNT}")
-    if binds:
-        mount += f" && {binds}"
     warn = ("echo 'kmatrix: cached 9p mount failed; the agent reads the uncached root' >&2")
     # re-enter the working folder by name: the shell's cwd is the folder under the bind
-    return (f"{started}; {{ {tmp}; }}; {{ {mount}; }} || {warn}; cd -- \"$PWD\" 2>/dev/null; "
-            f"exec {shlex.join(command)}")
+    return (f"{started}; {{ {tmp}; }}; {{ {mount_line(dirs)}; }} || {warn}; "
+            f"cd -- \"$PWD\" 2>/dev/null; exec {shlex.join(command)}")
 
 
 def boot_script(line: str, cache: Path) -> Path:

@@ -28,6 +28,7 @@ from ...acquire.kernel import Kernel
 from ...bpf.compile import OBJECTS_ENV
 from ...command import format_argv, which
 from ...errors import BootError, VMLostError
+from ...guest import preload
 from ...paths import PROJECT_ROOT, cache_root
 from ...progress import report_stage
 from ...protocol import BOOT_ENV, PORT_NAME, SHELL_PORT_NAME, Message, encode
@@ -85,8 +86,11 @@ class VMOptions:
     #: its case folders (compiled on the host before the boot, like kmatrix's)
     case_dirs: tuple[Path, ...] = ()
     #: boot from a root image and keep a snapshot of the ready guest: the next boot of the
-    #: same VM (a restart, the next run) restores it instead (harness.targets.qemu.snapshot)
-    snapshot: bool = False
+    #: same VM (a restart, the next run) restores it instead (harness.targets.qemu.snapshot).
+    #: "on" (--snapshot: a kernel that cannot is an error), "off" (--no-snapshot: the 9p
+    #: root), "auto": where the kernel can boot from the image (rootdisk.unfit) and the
+    #: image can be made, else the 9p root, saying why
+    snapshot: str = "auto"
 
 
 class GuestVM(AgentSession):
@@ -122,6 +126,9 @@ class GuestVM(AgentSession):
         self.collect_errors: list[str] = []
         self._copier: threading.Thread | None = None
         self.alive = False
+        #: whether this VM boots from the root image and is snapshotted (options.snapshot,
+        #: decided for this kernel when it starts)
+        self.snapshotted = False
         #: --snapshot: the root image, the stored snapshot, whether this boot restores it
         self._root_image: Path | None = None
         self._stored: snapshot.Stored | None = None
@@ -140,11 +147,7 @@ class GuestVM(AgentSession):
                "PYTHONPATH": pythonpath, "PYTHONDONTWRITEBYTECODE": "1",
                # the guest's pytest loads kmatrix's guest plugin and the cases' conftests,
                # not the host's entry-point plugins (the host plugin boots VMs)
-               "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-               # the boot's number goes with "collect": the line stays that of every boot
-               **{k: v for k, v in self.guest_env.items() if k != BOOT_ENV}}
-        guest_cmd = ["env", *(f"{k}={v}" for k, v in env.items()),
-                     python, "-m", "harness.guest.agent"]
+               "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
         qemu_opts = ["-chardev", f"socket,id=kmxctl,path={sock_path}",
                      "-device", "virtio-serial-pci,id=kmxbus",
                      "-device", f"virtserialport,bus=kmxbus.0,chardev=kmxctl,name={PORT_NAME}"]
@@ -153,14 +156,24 @@ class GuestVM(AgentSession):
                                       "server=on,wait=off",
                           "-device", "virtserialport,bus=kmxbus.0,chardev=kmxsh,"
                                      f"name={SHELL_PORT_NAME}"]
-        command = shlex.join(guest_cmd)
-        if OBJECTS_ENV in env:
-            extra_dirs.append(Path(env[OBJECTS_ENV]))
-        if self.options.snapshot:  # everything is on the root image: no 9p at all
-            command = guestfs.bootstrap([], guest_cmd, cached=False)
-        elif self.options.cached_fs:
+        if OBJECTS_ENV in self.guest_env:
+            extra_dirs.append(Path(self.guest_env[OBJECTS_ENV]))
+        if self.snapshotted:
+            # the first stage, from the root image; the checkout and the run's environment
+            # come after the save ("attach"): the line is that of every boot
+            guest_cmd = ["env", *(f"{k}={v}" for k, v in env.items()),
+                         python, "-m", "harness.guest.preload"]
             qemu_opts += guestfs.qemu_opts()
-            command = guestfs.bootstrap(guestfs.cached_dirs(extra_dirs), guest_cmd)
+            command = guestfs.bootstrap([], guest_cmd, cached=False)
+        else:
+            # the boot's number goes with "collect", as for a snapshotted guest
+            env.update({k: v for k, v in self.guest_env.items() if k != BOOT_ENV})
+            guest_cmd = ["env", *(f"{k}={v}" for k, v in env.items()),
+                         python, "-m", "harness.guest.agent"]
+            command = shlex.join(guest_cmd)
+            if self.options.cached_fs:
+                qemu_opts += guestfs.qemu_opts()
+                command = guestfs.bootstrap(guestfs.cached_dirs(extra_dirs), guest_cmd)
         argv = [which("vng"), "-v", *self.accel.vng_args, "-r", str(self.kernel.image),
                 "--cpus", str(self.options.cpus), "--memory", self.options.memory,
                 "--cwd", str(self.rootdir), "--append", f"loglevel={CONSOLE_LOGLEVEL}",
@@ -169,21 +182,37 @@ class GuestVM(AgentSession):
         argv += [f"--qemu-opts={opt}" for opt in qemu_opts]
         # the line in a script: on the kernel command line it could overflow its 2 KB
         script = guestfs.boot_script(command, cache_root())
-        if self.options.snapshot:
-            image = self._root_image_for(script, extra_dirs)
+        if self.snapshotted:
+            image = self._root_image_for(script)
             argv += ["--root-disk", str(image), "--root-dev", "/dev/vda",
                      "--root-fstype", "ext4", "--qemu", str(_wrapper_script())]
         argv += ["--exec", f"sh {shlex.quote(str(script))}"]
         return leash.argv(argv)
 
-    def _root_image_for(self, script: Path, extra_dirs: list[Path]) -> Path:
+    def _bound_dirs(self) -> list[Path]:
+        """What a snapshotted guest binds from the host's cached export after the save: the
+        project, kmatrix's checkout and kmatrix's cache (the BPF objects, the benchmarks'
+        requests: what a guest on the 9p root reads of the host besides the checkout), the
+        object set if it is elsewhere. Nothing else of the host is seen there."""
+        dirs = [self.rootdir, PROJECT_ROOT, cache_root()]
+        if OBJECTS_ENV in self.guest_env:
+            dirs.append(Path(self.guest_env[OBJECTS_ENV]))
+        return guestfs.outermost(dirs)
+
+    def _root_image_for(self, script: Path) -> Path:
         """The root image of a snapshotted VM (built when its content changed)."""
         if self._root_image is None:
-            # the Python environment on its own: it may be inside the checkout, in a folder
-            # the checkout's own copy leaves out (.tox/NAME)
-            srcs = rootdisk.sources(guestfs.cached_dirs(extra_dirs), _guest_tools(),
-                                    python=guestfs.outermost(guestfs.python_dirs()))
-            srcs.append(rootdisk.Source(script, str(script.relative_to("/"))))
+            # the environment kmatrix runs in (a venv, a .tox one: hashed file by file) and
+            # the interpreter's installation (hashed by its folders, as the system's)
+            python = guestfs.outermost(guestfs.python_dirs())
+            venv = Path(sys.prefix).resolve()
+            ours = [d for d in python
+                    if sys.prefix != sys.base_prefix and d.is_relative_to(venv)]
+            srcs = rootdisk.sources(
+                _guest_tools(), python=ours,
+                system_python=[d for d in python if d not in ours],
+                files=[script, *(PROJECT_ROOT / f for f in preload.IMAGE_FILES)],
+                folders=self._bound_dirs())
             self._root_image = rootdisk.build(srcs, cache_root() / "rootdisk")
         return self._root_image
 
@@ -209,7 +238,8 @@ class GuestVM(AgentSession):
         return env
 
     def _save_snapshot(self, hello: Message) -> None:
-        """Save the guest that just said hello (it waits for "collect" meanwhile)."""
+        """Save the guest whose first stage just said it is ready (it waits for "attach"
+        meanwhile)."""
         assert self._tmp is not None and self._stored is not None
         report_stage(self.kernel.label, "saving a snapshot of the ready guest")
         t = self.marks["saving"] = time.monotonic()
@@ -224,8 +254,29 @@ class GuestVM(AgentSession):
         self.marks["saved"] = time.monotonic()
         log.info("%s: snapshot saved in %.1fs", self.kernel.label, time.monotonic() - t)
 
+    def _snapshot_wanted(self) -> bool:
+        """Whether this VM is snapshotted (options.snapshot; "auto": where it can be)."""
+        if self.options.snapshot != "auto":
+            return self.options.snapshot == "on"
+        modules = rootdisk.kernel_modules(self.kernel.image, self.kernel.release)
+        why = rootdisk.unfit(self.kernel.config, modules is not None)
+        if why is not None:
+            log.info("%s: booting on the 9p root, not from a snapshot: %s",
+                     self.kernel.label, why)
+        return why is None
+
     def start(self) -> None:
+        self.snapshotted = self._snapshot_wanted()
         try:
+            self._start()
+        except rootdisk.ImageError as exc:
+            if self.options.snapshot == "on":
+                raise
+            log.warning("%s: %s; booting on the 9p root (--no-snapshot: always)",
+                        self.kernel.label, exc)
+            self.snapshotted = False
+            self.close(graceful=False)
+            self.marks.clear()
             self._start()
         except BootError as exc:
             if not self.restored or self._stored is None:
@@ -248,14 +299,14 @@ class GuestVM(AgentSession):
                                       if d.is_relative_to(self.rootdir)])
         self._tmp = tempfile.TemporaryDirectory(prefix=f"kmatrix-vm-{self.options.tag}-")
         sock_path = os.path.join(self._tmp.name, "ctl.sock")
+        argv = self.argv(sock_path)  # first: the root image may not be made
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(sock_path)
         listener.listen(1)
-        argv = self.argv(sock_path)
         self.console_log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
         self.restored = False
-        if self.options.snapshot:
+        if self.snapshotted:
             env.update(self._snapshot_env(argv, sock_path))
         with open(self.console_log, "ab") as con:
             self._console_start = con.tell()
@@ -287,14 +338,11 @@ class GuestVM(AgentSession):
                     self._conn, _ = listener.accept()
                 except TimeoutError:
                     continue
-            if self.restored and self._stored is not None:
-                hello = self._stored.hello()  # said before the save; the agent now waits
-            else:
-                hello = self._recv_boot(clock)
+            if self.snapshotted:
+                self._attach(clock)
+            hello = self._recv_boot(clock)
             if hello.get("op") != "hello":
                 raise BootError(f"{self.kernel.label}: unexpected first message {hello!r}")
-            if self.options.snapshot and not self.restored:
-                self._save_snapshot(hello)
             t_hello = self.marks["hello"] = time.monotonic()
             # the host's clock and fresh randomness: a restored guest's are the saved one's
             self._conn.sendall(encode({"op": "collect", "nodeids": self.nodeids,
@@ -314,6 +362,25 @@ class GuestVM(AgentSession):
         report_stage(self.kernel.label, "running")
         log.info("%s ready in %.1fs (%s)", self.kernel.label, self.info.boot_s,
                  self.info.release)
+
+    def _attach(self, clock: BootClock) -> None:
+        """A snapshotted guest: its first stage said "preloaded" (before the save, when
+        restored), the guest is saved on a first boot, and it is told what to mount and
+        how to run (harness.guest.preload)."""
+        assert self._conn is not None
+        if self.restored and self._stored is not None:
+            ready = self._stored.hello()  # said before the save; the guest now waits
+        else:
+            ready = self._recv_boot(clock)
+        if ready.get("op") != "preloaded":
+            raise BootError(f"{self.kernel.label}: unexpected first message {ready!r}")
+        if not self.restored:
+            self._save_snapshot(ready)
+        self.marks["attach"] = time.monotonic()
+        self._conn.sendall(encode({
+            "op": "attach", "mount": guestfs.mount_line(self._bound_dirs()),
+            "cwd": str(self.rootdir),
+            "env": {k: v for k, v in self.guest_env.items() if k != BOOT_ENV}}))
 
     def _recv_boot(self, clock: BootClock) -> Message:
         """The next message of the boot handshake; the agent's progress messages and new
