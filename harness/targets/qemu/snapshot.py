@@ -9,8 +9,9 @@ under TCG here) and the guest goes on. The next boot of the same VM (a restart a
 crash, the next run) starts QEMU with `-incoming` on that file instead: the agent is where
 it was, waiting to collect.
 
-"The same VM" is the key: the root image's content, the kernel image, and the whole vng
-command line except the run's temporary socket paths. A snapshot that fails to restore is
+"The same VM" is the key: the root image file (its name says its content; its mtime which
+build of that content), the kernel image, and the whole vng command line except the run's
+temporary socket paths. A snapshot that fails to restore is
 deleted and the VM boots afresh.
 """
 
@@ -120,6 +121,8 @@ def key(parts: Sequence[str]) -> str:
 
 
 def kernel_identity(image: Path) -> str:
+    """A file's identity for a snapshot key (a kernel image, a disk image): path, size,
+    mtime; a file made again has another."""
     st = image.stat()
     return f"{image.resolve()}:{st.st_size}:{st.st_mtime_ns}"
 

@@ -226,7 +226,11 @@ class GuestVM(AgentSession):
         if self.options.shell_socket is not None:
             stable = [a.replace(str(self.options.shell_socket), "SHELL") for a in stable]
         self._stored = snapshot.stored(cache_root(), snapshot.key(
-            [self._root_image.name, disk.name if disk else "",
+            # the image files themselves (name, size, mtime): an image pruned and built
+            # again with the same content is another ext4 layout, which a guest saved
+            # with the old one must not see (its cached directory blocks fail checksums)
+            [snapshot.kernel_identity(self._root_image),
+             snapshot.kernel_identity(disk) if disk else "",
              snapshot.kernel_identity(self.kernel.image), *stable]))
         env = {wrapper.QEMU_ENV: which("qemu-system-x86_64"),
                wrapper.QMP_ENV: os.path.join(self._tmp.name, "qmp.sock"),
