@@ -120,6 +120,8 @@ def breakdown(vm: GuestVM, to_verdict: float, first: dict[str, Any]) -> dict[str
     # the host's work before QEMU's spawn: bytecode compiled, the root image's name (its
     # folders hashed: ~1 s at a run's first boot), the snapshot found
     prepare = m["spawn"] - m.get("start", m["spawn"])
+    # cases are collected per module, when the first of the module is asked for
+    collect = float(first.get("timing", {}).get("collect_s", 0.0))
     out = {"host_prepare_s": prepare,
            "host_start_s": banner,
            "kernel_to_init_s": init_at if init_at >= 0 else nan,
@@ -132,10 +134,8 @@ def breakdown(vm: GuestVM, to_verdict: float, first: dict[str, Any]) -> dict[str
            "hello_s": m["hello"] - m["spawn"],
            # from the agent's hello to its pytest session ready (config, plugins, conftests)
            "session_start_s": g.get("collect_s", nan),
-           # cases are collected per module, when the first of the module is asked for
-           "collection_s": float(first.get("timing", {}).get("collect_s", 0.0)),
-           "first_case_s": to_verdict - prepare - vm.info.boot_s
-           - float(first.get("timing", {}).get("collect_s", 0.0)),
+           "collection_s": collect,
+           "first_case_s": to_verdict - prepare - vm.info.boot_s - collect,
            "probes_before_first_case_s": g.get("probe_s", 0.0)}
     if vm.restored:  # no kernel boot: the guest's own figures are those of the saved boot
         for k in ("host_start_s", "kernel_to_init_s", "init_to_exec_s", "exec_to_agent_s",
