@@ -5,11 +5,13 @@ Figures, measured in one run on one kernel (host wall-clock seconds unless said)
   floor any vng runner pays): the reference every ratio is taken against;
 - boot to first case verdict: VM start to the first (no-op) case's verdict on the host,
   broken down into host prepare (the host's work before QEMU's spawn: bytecode, the root
-  image's name, the snapshot), host start (spawn to the kernel's banner), kernel to init,
+  image, the snapshot), host start (spawn to the kernel's banner), kernel to init,
   init to exec (virtme-ng's init, to our shell line) and exec to agent (our mounts, the
   interpreter's start, the agent module's imports: guest clock), agent imports (its own,
   before hello), session start (its pytest session: config, plugins, conftests),
-  collection, first case; a restored guest: host prepare, restore, attach;
+  collection, first case; a restored guest: host prepare, restore, attach; a snapshotted
+  guest, the image check (the wait for the walk of the host's content that confirms the
+  root image it was started on: rootdisk.Candidate);
 - restart after a crash: a case panics the guest; from that verdict to the next case's
   verdict on a fresh VM of the same kernel (the probes it already answered are reused);
 - per-case overhead: mean host-side time of a no-op guest case (fork into a fresh network
@@ -36,6 +38,7 @@ from ..bpf.compile import OBJECTS_ENV, object_set
 from ..command import run, which
 from ..errors import CommandError, VMLostError
 from ..paths import PROJECT_ROOT
+from ..targets.qemu import rootdisk
 from ..targets.qemu.accel import Accel, choose
 from ..targets.qemu.vm import GuestVM, VMOptions, cpu_model_opts
 
@@ -95,9 +98,12 @@ def _boot_to_verdict(kernel: Kernel, acc: Accel, console_log: Path, options: VMO
                      objects: Path, known: dict[str, dict[str, Any]] | None = None
                      ) -> tuple[GuestVM, float, dict[str, Any]]:
     """Boot, run the no-op case once: (the VM, seconds to the verdict, the verdict). The
-    VM's marks get "start": when the host began (its own work before QEMU's spawn)."""
+    VM's marks get "start": when the host began (its own work before QEMU's spawn). A
+    boot without `known` probes starts as a new run's, a restart as a run's next VM."""
     vm = GuestVM(kernel, acc, console_log, [NOOP_CASE, PANIC_CASE], options,
                  guest_env={OBJECTS_ENV: str(objects)}, known_probes=known)
+    if known is None:  # as a new run: not knowing the root image this process confirmed
+        rootdisk.forget()
     t0 = time.monotonic()
     try:
         vm.start()
@@ -117,11 +123,12 @@ def breakdown(vm: GuestVM, to_verdict: float, first: dict[str, Any]) -> dict[str
     init_at, agent_at = g.get("init_at", -1.0), g.get("agent_at", -1.0)
     exec_at = g.get("exec_at", -1.0)
     nan = float("nan")
-    # the host's work before QEMU's spawn: bytecode compiled, the root image's name (its
-    # folders hashed: ~1 s at a run's first boot), the snapshot found
+    # the host's work before QEMU's spawn: bytecode compiled, the root image (the last
+    # run's, its content walked meanwhile: image_check_s), the snapshot found
     prepare = m["spawn"] - m.get("start", m["spawn"])
     # cases are collected per module, when the first of the module is asked for
     collect = float(first.get("timing", {}).get("collect_s", 0.0))
+    image_wait = m.get("image_wait", 0.0)
     out = {"host_prepare_s": prepare,
            "host_start_s": banner,
            "kernel_to_init_s": init_at if init_at >= 0 else nan,
@@ -132,8 +139,12 @@ def breakdown(vm: GuestVM, to_verdict: float, first: dict[str, Any]) -> dict[str
            "init_to_agent_s": agent_at - init_at if init_at >= 0 else nan,
            "agent_imports_s": g.get("import_s", 0.0),
            "hello_s": m["hello"] - m["spawn"],
+           # the wait, after the hello, for the walk that confirms the root image the VM
+           # was started on (it runs from the spawn on; a snapshotted VM's first boot of a
+           # run)
+           "image_check_s": image_wait,
            # from the agent's hello to its pytest session ready (config, plugins, conftests)
-           "session_start_s": g.get("collect_s", nan),
+           "session_start_s": g.get("collect_s", nan) - image_wait,
            "collection_s": collect,
            "first_case_s": to_verdict - prepare - vm.info.boot_s - collect,
            "probes_before_first_case_s": g.get("probe_s", 0.0)}
@@ -256,7 +267,8 @@ def run_boot_bench(spec: str, cases: int = 10, accel: str = "auto",
     booted = (("restore_s", "attach_s", "agent_imports_s") if vm.restored else
               ("host_start_s", "kernel_to_init_s", "init_to_exec_s", "exec_to_agent_s",
                "agent_imports_s"))
-    keys = ("host_prepare_s", *booted, "session_start_s", "collection_s", "first_case_s")
+    keys = ("host_prepare_s", *booted, "image_check_s", "session_start_s", "collection_s",
+            "first_case_s")
     for key in keys:
         print(f"  {key.removesuffix('_s').replace('_', ' '):<24} {parts[key]:6.1f}s")
     print(f"restart after a crash:      {restart:.1f}s = {figures['restart_ratio']:.2f} x "

@@ -47,3 +47,14 @@ def test_without_a_start_mark_the_host_prepare_is_zero() -> None:
     parts = breakdown(vm, 11.0, {"timing": {"collect_s": 0.4}})  # type: ignore[arg-type]
     assert parts["host_prepare_s"] == 0.0
     assert math.isclose(parts["first_case_s"], 11.0 - 10.0 - 0.4)
+
+
+def test_the_wait_for_the_root_images_walk_is_not_the_session_start() -> None:
+    # the hello at 102.8; the walk that confirms the root image ends 0.4 s later; the
+    # pytest session is ready 1.2 s after the hello
+    vm = FakeVM(_info(boot_s=3.1, collect_s=1.2),
+                {"start": 100.0, "spawn": 100.2, "attach": 100.5, "hello": 102.8,
+                 "image_wait": 0.4}, restored=True)
+    parts = breakdown(vm, 4.8, {"timing": {"collect_s": 0.5}})  # type: ignore[arg-type]
+    assert math.isclose(parts["image_check_s"], 0.4)
+    assert math.isclose(parts["session_start_s"], 0.8)

@@ -212,6 +212,76 @@ def test_build_makes_an_ext4_image_once(tmp_path: Path) -> None:
         assert "mod.py" in listing and "proc" not in listing
 
 
+def _known_image(srcs: list[rootdisk.Source], folder: Path) -> Path:
+    """An image file named by the sources' content, noted as their last (as a build does),
+    and forgotten by this process (as by a new run)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key = rootdisk.fingerprint(srcs)
+    image = folder / f"root-{key}.img"
+    image.write_bytes(b"ext4")
+    rootdisk._remember(folder, srcs, key)
+    rootdisk._KNOWN.clear()
+    return image
+
+
+def test_a_run_starts_on_the_last_image_while_the_content_is_walked(tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    srcs = [rootdisk.Source(src, "work/proj", excluded=frozenset({".git"}))]
+    image = _known_image(srcs, tmp_path / "images")
+    first = rootdisk.candidate(srcs, tmp_path / "images")
+    assert first.image == image and not first.confirmed
+    assert first.confirm() and first.confirmed
+    # confirmed: the rest of this process (a restart) takes it without a walk
+    again = rootdisk.candidate(srcs, tmp_path / "images")
+    assert again.image == image and again.confirmed
+
+
+def test_a_changed_content_makes_the_last_image_stale(tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    srcs = [rootdisk.Source(src, "work/proj", excluded=frozenset({".git"}))]
+    image = _known_image(srcs, tmp_path / "images")
+    (src / "pkg" / "new.py").write_text("y = 1\n")  # a new file: a new image
+    cand = rootdisk.candidate(srcs, tmp_path / "images")
+    assert cand.image == image and not cand.confirm()
+    assert not cand.confirmed  # not taken for this process either
+    assert rootdisk.candidate(srcs, tmp_path / "images").image == image
+
+
+def test_other_sources_do_not_take_anothers_image(tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    _known_image([rootdisk.Source(src, "work/proj")], tmp_path / "images")
+    other = [rootdisk.Source(src, "work/other")]
+    assert rootdisk.describe(other) not in rootdisk._last(tmp_path / "images")
+
+
+def test_the_last_images_are_bounded(tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for n in range(rootdisk.LAST_KEEP + 4):
+        rootdisk._remember(folder, [rootdisk.Source(tmp_path / str(n), "x")], f"k{n}")
+    last = rootdisk._last(folder)
+    assert len(last) == rootdisk.LAST_KEEP
+    assert last[rootdisk.describe([rootdisk.Source(tmp_path / "19", "x")])] == "k19"
+    (folder / rootdisk.LAST).write_text("not json")  # a damaged file: nothing known
+    assert rootdisk._last(folder) == {}
+
+
+@pytest.mark.skipif(shutil.which("mke2fs", path="/usr/sbin:/sbin:" + os.environ["PATH"])
+                    is None, reason="mke2fs (e2fsprogs) is not installed")
+def test_a_stale_candidate_is_rebuilt_from_what_its_walk_found(tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    srcs = [rootdisk.Source(src, "work/proj", excluded=frozenset({".git"}))]
+    stale = _known_image(srcs, tmp_path / "images")
+    (src / "pkg" / "new.py").write_text("y = 1\n")
+    cand = rootdisk.candidate(srcs, tmp_path / "images")
+    assert not cand.confirm()
+    fresh = cand.rebuild()
+    assert fresh != stale and fresh.name == f"root-{rootdisk.fingerprint(srcs)}.img"
+    assert cand.confirmed and cand.image == fresh
+    rootdisk._KNOWN.clear()  # the next run starts on the new image
+    assert rootdisk.candidate(srcs, tmp_path / "images").image == fresh
+
+
 class FakeQmp(threading.Thread):
     """A QMP monitor on a unix socket: the greeting, then answers from `script`."""
 

@@ -131,6 +131,7 @@ class GuestVM(AgentSession):
         self.snapshotted = False
         #: --snapshot: the root image, the stored snapshot, whether this boot restores it
         self._root_image: Path | None = None
+        self._image: rootdisk.Candidate | None = None
         self._stored: snapshot.Stored | None = None
         self.restored = False
 
@@ -213,8 +214,23 @@ class GuestVM(AgentSession):
                 system_python=[d for d in python if d not in ours],
                 files=[script, *(PROJECT_ROOT / f for f in preload.IMAGE_FILES)],
                 folders=self._bound_dirs())
-            self._root_image = rootdisk.build(srcs, cache_root() / "rootdisk")
+            # the image of the last run while the content is walked: confirmed before
+            # the guest is told to collect (_confirm_image), rebuilt and booted again if
+            # the content changed
+            self._image = rootdisk.candidate(srcs, cache_root() / "rootdisk")
+            self._root_image = self._image.image
         return self._root_image
+
+    def _confirm_image(self) -> None:
+        """Wait for the root image's walk (started at the spawn); raise _StaleImage when
+        the host's content is no longer the image's."""
+        if self._image is None or self._image.confirmed:
+            return
+        ok = self._image.confirm()
+        self.marks["image_wait"] = self._image.waited
+        if not ok:
+            raise _StaleImage(f"the root image {self._image.image.name} no longer holds "
+                              "the host's system and Python environment")
 
     def _snapshot_env(self, argv: list[str], sock_path: str) -> dict[str, str]:
         """The wrapper's environment; whether a stored snapshot is restored (self.restored)."""
@@ -274,25 +290,55 @@ class GuestVM(AgentSession):
         try:
             self._start()
         except rootdisk.ImageError as exc:
-            if self.options.snapshot == "on":
-                raise
-            log.warning("%s: %s; booting on the 9p root (--no-snapshot: always)",
-                        self.kernel.label, exc)
-            self.snapshotted = False
-            self.close(graceful=False)
-            self.marks.clear()
-            self._start()
-        except BootError as exc:
-            if not self.restored or self._stored is None:
+            self._boot_on_9p(exc)
+        except (_StaleImage, BootError) as exc:
+            if isinstance(exc, _StaleImage) or self._stale_image():
+                # the guest ran on the last run's image: the host's content changed since
+                log.info("%s: %s; booting from a new one", self.kernel.label,
+                         exc if isinstance(exc, _StaleImage) else
+                         "the boot failed on the last run's root image, which is stale")
+                self._again()
+                assert self._image is not None
+                try:
+                    self._root_image = self._image.rebuild()
+                except rootdisk.ImageError as image_exc:
+                    self._boot_on_9p(image_exc)
+                    return
+                self._start()
+                return
+            if not self.restored or self._stored is None or not isinstance(exc, BootError):
                 raise
             # a snapshot that does not restore (QEMU's state format, a changed device):
             # forget it and boot afresh
             log.warning("%s: the snapshot did not restore (%s); booting afresh",
                         self.kernel.label, exc)
             self._stored.drop()
-            self.close(graceful=False)
-            self.marks.clear()
+            self._again()
             self._start()
+
+    def _again(self) -> None:
+        """Before booting again: the failed VM ended, its marks forgotten."""
+        self.close(graceful=False)
+        self.marks.clear()
+
+    def _boot_on_9p(self, exc: rootdisk.ImageError) -> None:
+        """The root image could not be made: the 9p root (an error with --snapshot)."""
+        if self.options.snapshot == "on":
+            raise exc
+        log.warning("%s: %s; booting on the 9p root (--no-snapshot: always)",
+                    self.kernel.label, exc)
+        self.snapshotted = False
+        self._again()
+        self._start()
+
+    def _stale_image(self) -> bool:
+        """Whether a boot that failed ran on a root image that is not the host's content
+        (a guest whose interpreter's files changed can fail in any way)."""
+        try:
+            self._confirm_image()
+        except _StaleImage:
+            return True
+        return False
 
     def _start(self) -> None:
         # nothing the guest imports is compiled in the guest (TCG is slow)
@@ -348,6 +394,7 @@ class GuestVM(AgentSession):
             if hello.get("op") != "hello":
                 raise BootError(f"{self.kernel.label}: unexpected first message {hello!r}")
             t_hello = self.marks["hello"] = time.monotonic()
+            self._confirm_image()  # before anything the guest does counts
             # the host's clock and fresh randomness: a restored guest's are the saved one's
             self._conn.sendall(encode({"op": "collect", "nodeids": self.nodeids,
                                        "now": time.time(), "seed": os.urandom(32).hex(),
@@ -379,6 +426,7 @@ class GuestVM(AgentSession):
         if ready.get("op") != "preloaded":
             raise BootError(f"{self.kernel.label}: unexpected first message {ready!r}")
         if not self.restored:
+            self._confirm_image()  # no snapshot of a stale image
             self._save_snapshot(ready)
         self.marks["attach"] = time.monotonic()
         self._conn.sendall(encode({
@@ -544,6 +592,10 @@ class GuestVM(AgentSession):
         raise VMLostError(f"{self.kernel.label}: {what}", tail, panic) from exc
 
     # -- console -------------------------------------------------------------------------
+class _StaleImage(Exception):
+    """The VM booted on a root image whose content is no longer the host's."""
+
+
 def stop_leashed(proc: subprocess.Popen[bytes]) -> None:
     """End a process started on a leash: SIGTERM makes the leash kill vng, virtme-run and
     QEMU; if it does not exit in time, SIGKILL it and every descendant it left."""

@@ -1,0 +1,94 @@
+"""GuestVM.start's second tries (no VM booted: its boot is a fake): a VM started on the last
+run's root image that turns out stale boots again on a rebuilt one; a failed boot on a
+confirmed image is not blamed on the image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.acquire.kernel import Kernel
+from harness.errors import BootError
+from harness.targets.qemu.accel import Accel
+from harness.targets.qemu.vm import GuestVM, VMOptions
+
+
+class FakeCandidate:
+    """A root image candidate whose walk says `fresh`."""
+
+    def __init__(self, fresh: bool) -> None:
+        self.fresh = fresh
+        self.confirmed = False
+        self.waited = 0.25
+        self.image = Path("/cache/root-old.img")
+        self.rebuilt = 0
+
+    def confirm(self) -> bool:
+        self.confirmed = self.fresh
+        return self.fresh
+
+    def rebuild(self) -> Path:
+        self.rebuilt += 1
+        self.confirmed = True
+        self.image = Path("/cache/root-new.img")
+        return self.image
+
+
+def _vm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, boots: list[str],
+        candidate: FakeCandidate, images: list[Path]) -> GuestVM:
+    """A VM whose boots go as `boots` says, one word each: "check" (the boot reaches the
+    image check), "fail" (a boot error before it); the image of each boot goes
+    to `images`."""
+    kernel = Kernel(spec="debian:6.12", label="debian-6.12", image=tmp_path / "vmlinuz")
+    vm = GuestVM(kernel, Accel("tcg", "test"), tmp_path / "console.log", [],
+                 VMOptions(snapshot="on"))
+    monkeypatch.setattr(vm, "_snapshot_wanted", lambda: True)
+
+    def fake_start() -> None:
+        vm._image = candidate  # type: ignore[assignment]
+        vm._root_image = vm._root_image or candidate.image
+        images.append(vm._root_image)
+        if boots.pop(0) == "fail":
+            raise BootError("the guest agent failed before it was ready")
+        vm._confirm_image()
+
+    monkeypatch.setattr(vm, "_start", fake_start)
+    return vm
+
+
+def test_a_stale_image_boots_again_on_a_new_one(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    cand = FakeCandidate(fresh=False)
+    images: list[Path] = []
+    _vm(tmp_path, monkeypatch, ["check", "check"], cand, images).start()
+    assert images == [Path("/cache/root-old.img"), Path("/cache/root-new.img")]
+    assert cand.rebuilt == 1
+
+
+def test_a_boot_that_failed_on_a_stale_image_boots_again(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    cand = FakeCandidate(fresh=False)
+    images: list[Path] = []
+    _vm(tmp_path, monkeypatch, ["fail", "check"], cand, images).start()
+    assert cand.rebuilt == 1
+    assert images == [Path("/cache/root-old.img"), Path("/cache/root-new.img")]
+
+
+def test_a_boot_that_failed_on_a_good_image_is_an_error(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    cand = FakeCandidate(fresh=True)
+    vm = _vm(tmp_path, monkeypatch, ["fail", "check"], cand, [])
+    with pytest.raises(BootError, match="failed before it was ready"):
+        vm.start()
+    assert cand.rebuilt == 0
+
+
+def test_the_wait_for_the_walk_is_a_mark(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    cand = FakeCandidate(fresh=True)
+    vm = _vm(tmp_path, monkeypatch, ["check"], cand, [])
+    vm.start()
+    assert vm.marks["image_wait"] == 0.25 and cand.rebuilt == 0
