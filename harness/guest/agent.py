@@ -366,7 +366,10 @@ class Probes:
                            "crosscheck": BpftoolCrossCheck().result(table)})
 
 
-def serve(channel: Channel, t0: float) -> int:
+def serve(channel: Channel, t0: float, mount_s: float = -1.0) -> int:
+    """The agent's life: hello, its pytest session, cases until shutdown. `t0`: when it
+    began (its imports are timed from there); `mount_s`: what of that mounting the checkout
+    took (a snapshotted guest's attach; -1: none)."""
     kmsg = Kmsg()  # first: what the kernel says during the probes is kept
     agent_at = float(Path("/proc/uptime").read_text().split()[0])
     init_at = init_started()
@@ -386,7 +389,7 @@ def serve(channel: Channel, t0: float) -> int:
                   "probe_dmesg": kmsg.drain(), "uptime": uptime, "agent_at": agent_at,
                   "init_at": init_at if init_at is not None else -1.0,
                   "exec_at": _exec_at(),
-                  "import_s": t_import - t0, "probe_s": 0.0,
+                  "import_s": t_import - t0, "mount_s": mount_s, "probe_s": 0.0,
                   "python": sys.version.split()[0]})
     messages = channel.messages()
     for msg in messages:

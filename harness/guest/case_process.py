@@ -7,23 +7,24 @@ for Python stacks, then SIGKILL of the child's process group) while staying aliv
 
 from __future__ import annotations
 
-import cProfile
 import faulthandler
 import gc
 import io
 import json
 import os
-import pstats
 import resource
 import select
 import signal
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .isolation import enter_fresh_netns
+
+if TYPE_CHECKING:
+    import cProfile
 
 TRACEBACK_SIGNAL = signal.SIGUSR1
 
@@ -104,7 +105,7 @@ def _child(item: Any, write_fd: int, trace_fd: int, out_fd: int, hold: bool) -> 
     os.dup2(out_fd, 1)
     os.dup2(out_fd, 2)
     payload: dict[str, Any]
-    profiler = cProfile.Profile() if os.environ.get(PROFILE_ENV) == "1" else None
+    profiler = _profiler() if os.environ.get(PROFILE_ENV) == "1" else None
     imported_before = _modules()
     faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     #: monotonic clock readings (one clock for the whole guest): the case process's phases
@@ -142,8 +143,16 @@ def _child(item: Any, write_fd: int, trace_fd: int, out_fd: int, hold: bool) -> 
 PROFILE_ENV = "KMATRIX_GUEST_PROFILE"
 
 
+def _profiler() -> cProfile.Profile:
+    import cProfile  # only with --guest-profile: the agent's imports are every boot's
+
+    return cProfile.Profile()
+
+
 def profile_text(profiler: cProfile.Profile, top: int = 25) -> str:
     """The `top` functions by cumulative time, as pstats prints them."""
+    import pstats
+
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(top)
     return out.getvalue()

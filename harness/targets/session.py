@@ -40,7 +40,8 @@ def boot_info(hello: dict[str, Any], known_probes: dict[str, dict[str, Any]], t0
         probe_dmesg=[str(line) for line in hello.get("probe_dmesg", [])],
         boot_s=time.monotonic() - t0,
         guest={**{k: float(hello.get(k, -1.0)) for k in (
-                   "uptime", "import_s", "probe_s", "agent_at", "init_at", "exec_at")},
+                   "uptime", "import_s", "mount_s", "probe_s", "agent_at", "init_at",
+                   "exec_at")},
                **guest, "collect_s": time.monotonic() - t_hello})
 
 

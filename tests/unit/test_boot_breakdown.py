@@ -58,3 +58,16 @@ def test_the_wait_for_the_root_images_walk_is_not_the_session_start() -> None:
     parts = breakdown(vm, 4.8, {"timing": {"collect_s": 0.5}})  # type: ignore[arg-type]
     assert math.isclose(parts["image_check_s"], 0.4)
     assert math.isclose(parts["session_start_s"], 0.8)
+
+
+def test_a_restored_guests_attach_splits_the_mount_from_the_imports() -> None:
+    info = _info(boot_s=3.1, collect_s=1.2)
+    info.guest["mount_s"] = 0.2  # of the guest's 1.3 s from "attach" to its hello
+    vm = FakeVM(info, {"start": 100.0, "spawn": 100.2, "attach": 100.5, "hello": 102.0},
+                restored=True)
+    parts = breakdown(vm, 4.8, {"timing": {"collect_s": 0.5}})  # type: ignore[arg-type]
+    assert math.isclose(parts["mount_s"], 0.2)
+    assert math.isclose(parts["agent_imports_s"], 1.1)
+    fresh = FakeVM(_info(boot_s=9.0, collect_s=1.0), {"spawn": 0.0, "hello": 8.0})
+    booted = breakdown(fresh, 10.0, {})  # type: ignore[arg-type]
+    assert math.isnan(booted["mount_s"]) and math.isclose(booted["agent_imports_s"], 1.3)

@@ -11,6 +11,7 @@ import pytest
 
 from harness.guest import preload
 from harness.paths import PROJECT_ROOT
+from harness.targets.qemu import guestfs
 
 
 def test_the_root_image_holds_every_module_of_the_checkout_it_imports() -> None:
@@ -28,22 +29,41 @@ def test_the_root_image_holds_every_module_of_the_checkout_it_imports() -> None:
     assert imported == set(preload.IMAGE_FILES)
 
 
-def test_attach_runs_the_mount_line_then_takes_the_environment_and_folder(
+def test_attach_mounts_then_takes_the_environment_and_folder(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("KMX_TEST_ATTACH", raising=False)
-    marker = tmp_path / "mounted"
+    mounted: list[tuple[str, str, str | None, int, str | None]] = []
+    monkeypatch.setattr(preload, "_mount", lambda *args: mounted.append(args))
     work = tmp_path / "work"
-    work.mkdir()
-    preload.attach({"mount": f"touch {marker}", "cwd": str(work),
-                    "env": {"KMX_TEST_ATTACH": "1"}})
-    assert marker.exists() and Path.cwd() == work
-    assert os.environ["KMX_TEST_ATTACH"] == "1"
+    export = tmp_path / "export"
+    spec = guestfs.mount_spec([work, tmp_path / "objects"])
+    spec["at"] = str(export)
+    preload.attach({"mount": spec, "cwd": str(tmp_path), "env": {"KMX_TEST_ATTACH": "1"}})
+    assert mounted == [
+        (guestfs.MOUNT_TAG, str(export), "9p", preload.MS_RDONLY, guestfs.MOUNT_DATA),
+        (f"{export}{work}", str(work), None, preload.MS_BIND, None),
+        (f"{export}{tmp_path}/objects", f"{tmp_path}/objects", None, preload.MS_BIND, None)]
+    # the mount points are made where they were missing
+    assert export.is_dir() and work.is_dir() and (tmp_path / "objects").is_dir()
+    assert Path.cwd() == tmp_path and os.environ["KMX_TEST_ATTACH"] == "1"
 
 
 def test_a_failed_mount_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real mount(2) that fails (an unknown filesystem type; not allowed unprivileged)."""
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(preload.AttachError, match="no such export"):
-        preload.attach({"mount": "echo 'no such export' >&2; exit 32", "cwd": str(tmp_path),
-                        "env": {}})
+    spec = {**guestfs.mount_spec([]), "at": str(tmp_path / "export"),
+            "fstype": "kmatrix-no-such-fs"}
+    with pytest.raises(preload.AttachError, match=r"mount kmxcache on .*/export "
+                       r"\(kmatrix-no-such-fs, trans=virtio.*\): (No such device|"
+                       r"Operation not permitted)"):
+        preload.attach({"mount": spec, "cwd": str(tmp_path / "elsewhere"), "env": {}})
     assert Path.cwd() == tmp_path
+
+
+def test_a_mount_point_that_cannot_be_made_says_why(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    spec = {**guestfs.mount_spec([]), "at": str(tmp_path / "file" / "export")}
+    with pytest.raises(preload.AttachError, match=r"mounting the checkout failed: .*Not a "
+                       r"directory"):
+        preload.mount(spec)

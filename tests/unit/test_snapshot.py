@@ -228,11 +228,11 @@ def test_a_run_starts_on_the_last_image_while_the_content_is_walked(tmp_path: Pa
     src = _tree(tmp_path)
     srcs = [rootdisk.Source(src, "work/proj", excluded=frozenset({".git"}))]
     image = _known_image(srcs, tmp_path / "images")
-    first = rootdisk.candidate(srcs, tmp_path / "images")
+    first = rootdisk.image_for(srcs, tmp_path / "images")
     assert first.image == image and not first.confirmed
     assert first.confirm() and first.confirmed
     # confirmed: the rest of this process (a restart) takes it without a walk
-    again = rootdisk.candidate(srcs, tmp_path / "images")
+    again = rootdisk.image_for(srcs, tmp_path / "images")
     assert again.image == image and again.confirmed
 
 
@@ -241,10 +241,10 @@ def test_a_changed_content_makes_the_last_image_stale(tmp_path: Path) -> None:
     srcs = [rootdisk.Source(src, "work/proj", excluded=frozenset({".git"}))]
     image = _known_image(srcs, tmp_path / "images")
     (src / "pkg" / "new.py").write_text("y = 1\n")  # a new file: a new image
-    cand = rootdisk.candidate(srcs, tmp_path / "images")
+    cand = rootdisk.image_for(srcs, tmp_path / "images")
     assert cand.image == image and not cand.confirm()
     assert not cand.confirmed  # not taken for this process either
-    assert rootdisk.candidate(srcs, tmp_path / "images").image == image
+    assert rootdisk.image_for(srcs, tmp_path / "images").image == image
 
 
 def test_other_sources_do_not_take_anothers_image(tmp_path: Path) -> None:
@@ -273,13 +273,13 @@ def test_a_stale_candidate_is_rebuilt_from_what_its_walk_found(tmp_path: Path) -
     srcs = [rootdisk.Source(src, "work/proj", excluded=frozenset({".git"}))]
     stale = _known_image(srcs, tmp_path / "images")
     (src / "pkg" / "new.py").write_text("y = 1\n")
-    cand = rootdisk.candidate(srcs, tmp_path / "images")
+    cand = rootdisk.image_for(srcs, tmp_path / "images")
     assert not cand.confirm()
     fresh = cand.rebuild()
     assert fresh != stale and fresh.name == f"root-{rootdisk.fingerprint(srcs)}.img"
     assert cand.confirmed and cand.image == fresh
     rootdisk._KNOWN.clear()  # the next run starts on the new image
-    assert rootdisk.candidate(srcs, tmp_path / "images").image == fresh
+    assert rootdisk.image_for(srcs, tmp_path / "images").image == fresh
 
 
 class FakeQmp(threading.Thread):

@@ -42,8 +42,10 @@ GUEST_MOUNT = "/run/kmatrix-cache"
 #: case): a tmpfs, where virtme-ng's /tmp is an overlay whose lower layer is the host's
 #: /tmp over uncached 9p (every new name is a lookup there first)
 GUEST_TMP = "/run/kmatrix-tmp"
-#: 9p mount options: read-only, cached; msize as virtme-ng's own root mount
-MOUNT_OPTIONS = "ro,trans=virtio,version=9p2000.L,msize=524288,cache=loose,access=any"
+#: 9p mount data: cached; msize as virtme-ng's own root mount
+MOUNT_DATA = "trans=virtio,version=9p2000.L,msize=524288,cache=loose,access=any"
+#: the same as mount(8) options: read-only
+MOUNT_OPTIONS = f"ro,{MOUNT_DATA}"
 #: prefixes of a system Python: bind its library folders, not the whole prefix (binding
 #: /usr would hide virtme-ng's writable overlay there)
 _SYSTEM_PREFIXES = ("/usr", "/usr/local", "/")
@@ -97,6 +99,14 @@ def mount_line(dirs: Sequence[Path]) -> str:
     mount = (f"mkdir -p {GUEST_MOUNT} && "
              f"mount -t 9p -o {MOUNT_OPTIONS} {MOUNT_TAG} {GUEST_MOUNT}")
     return f"{mount} && {binds}" if binds else mount
+
+
+def mount_spec(dirs: Sequence[Path]) -> dict[str, object]:
+    """What mount_line does, as data for the guest's own mount(2) calls (a snapshotted
+    guest's "attach", harness.guest.preload: no shell and no mount(8) to start under
+    TCG): the cached export read-only at GUEST_MOUNT, `dirs` bound from it."""
+    return {"source": MOUNT_TAG, "at": GUEST_MOUNT, "fstype": "9p", "data": MOUNT_DATA,
+            "readonly": True, "binds": [str(d) for d in dirs]}
 
 
 def bootstrap(dirs: Sequence[Path], command: Sequence[str], *, cached: bool = True) -> str:

@@ -339,7 +339,7 @@ def _key_of(image: Path, kind: str) -> str:
     return image.name.removeprefix(f"{kind}-").removesuffix(".img")
 
 
-def candidate(srcs: list[Source], folder: Path, kind: str = "root") -> Candidate:
+def image_for(srcs: list[Source], folder: Path, kind: str = "root") -> Candidate:
     """The image to boot on: the one this process made or found (confirmed), else the one
     these sources had at their last build or check, while their content is walked
     (unconfirmed), else the image built or found now (confirmed)."""

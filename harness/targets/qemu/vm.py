@@ -217,7 +217,7 @@ class GuestVM(AgentSession):
             # the image of the last run while the content is walked: confirmed before
             # the guest is told to collect (_confirm_image), rebuilt and booted again if
             # the content changed
-            self._image = rootdisk.candidate(srcs, cache_root() / "rootdisk")
+            self._image = rootdisk.image_for(srcs, cache_root() / "rootdisk")
             self._root_image = self._image.image
         return self._root_image
 
@@ -430,7 +430,7 @@ class GuestVM(AgentSession):
             self._save_snapshot(ready)
         self.marks["attach"] = time.monotonic()
         self._conn.sendall(encode({
-            "op": "attach", "mount": guestfs.mount_line(self._bound_dirs()),
+            "op": "attach", "mount": guestfs.mount_spec(self._bound_dirs()),
             "cwd": str(self.rootdir),
             "env": {k: v for k, v in self.guest_env.items() if k != BOOT_ENV}}))
 
