@@ -247,6 +247,25 @@ def test_a_changed_content_makes_the_last_image_stale(tmp_path: Path) -> None:
     assert rootdisk.image_for(srcs, tmp_path / "images").image == image
 
 
+def test_a_changed_first_stage_never_starts_on_the_last_image(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the guest runs before the image is confirmed (single files: the first stage's
+    modules, the boot script) is checked at once: changed, the image is made first."""
+    src = _tree(tmp_path)
+    stage = tmp_path / "preload.py"
+    stage.write_text("STAGE = 1\n")
+    srcs = [rootdisk.Source(src, "work/proj"), rootdisk.Source(stage, "work/preload.py")]
+    image = _known_image(srcs, tmp_path / "images")
+    assert not rootdisk.image_for(srcs, tmp_path / "images").confirmed
+    rootdisk._KNOWN.clear()
+    stage.write_text("STAGE = 22\n")
+    built: list[str] = []
+    monkeypatch.setattr(rootdisk, "_make", lambda s, f, img, key, kind: built.append(key))
+    cand = rootdisk.image_for(srcs, tmp_path / "images")
+    assert cand.confirmed and cand.image != image
+    assert built == [rootdisk.fingerprint(srcs)]
+
+
 def test_other_sources_do_not_take_anothers_image(tmp_path: Path) -> None:
     src = _tree(tmp_path)
     _known_image([rootdisk.Source(src, "work/proj")], tmp_path / "images")
@@ -261,7 +280,7 @@ def test_the_last_images_are_bounded(tmp_path: Path) -> None:
         rootdisk._remember(folder, [rootdisk.Source(tmp_path / str(n), "x")], f"k{n}")
     last = rootdisk._last(folder)
     assert len(last) == rootdisk.LAST_KEEP
-    assert last[rootdisk.describe([rootdisk.Source(tmp_path / "19", "x")])] == "k19"
+    assert last[rootdisk.describe([rootdisk.Source(tmp_path / "19", "x")])]["key"] == "k19"
     (folder / rootdisk.LAST).write_text("not json")  # a damaged file: nothing known
     assert rootdisk._last(folder) == {}
 

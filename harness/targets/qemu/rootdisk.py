@@ -252,12 +252,23 @@ def describe(srcs: Iterable[Source]) -> str:
     return h.hexdigest()[:24]
 
 
-def _last(folder: Path) -> dict[str, str]:
+def quick(srcs: Iterable[Source]) -> str:
+    """The fingerprint of the sources that are single files (the first stage's modules, the
+    boot script: what the guest runs before its image is confirmed, so what a stale image
+    must never hold): checked before a run starts on the last image (a few ms)."""
+    return fingerprint([s for s in srcs if not s.empty and not s.shallow and s.host.is_file()])
+
+
+def _last(folder: Path) -> dict[str, dict[str, str]]:
+    """LAST: describe(srcs) -> {"key": their content's fingerprint, "quick": quick(srcs)}."""
     try:
         data = json.loads((folder / LAST).read_text())
     except (OSError, ValueError):
         return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): {"key": str(v["key"]), "quick": str(v["quick"])} for k, v in data.items()
+            if isinstance(v, dict) and "key" in v and "quick" in v}
 
 
 def _remember(folder: Path, srcs: list[Source], key: str) -> None:
@@ -265,7 +276,7 @@ def _remember(folder: Path, srcs: list[Source], key: str) -> None:
     another writer of the same fact: the file is replaced whole)."""
     last = _last(folder)
     last.pop(describe(srcs), None)
-    last[describe(srcs)] = key
+    last[describe(srcs)] = {"key": key, "quick": quick(srcs)}
     tmp = folder / f"{LAST}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(dict(list(last.items())[-LAST_KEEP:])))
     tmp.replace(folder / LAST)
@@ -342,14 +353,17 @@ def _key_of(image: Path, kind: str) -> str:
 def image_for(srcs: list[Source], folder: Path, kind: str = "root") -> Candidate:
     """The image to boot on: the one this process made or found (confirmed), else the one
     these sources had at their last build or check, while their content is walked
-    (unconfirmed), else the image built or found now (confirmed)."""
+    (unconfirmed; only if their single files, `quick`, are what they were: a first stage
+    changed in the checkout is never run from an older image), else the image built or
+    found now (confirmed)."""
     known = _KNOWN.get(tuple(srcs))
     if known is not None and known.exists():
         return Candidate(srcs, folder, kind, known)
-    key = _last(folder).get(describe(srcs))
-    image = folder / f"{kind}-{key}.img"
-    if key is not None and image.exists():
-        return Candidate(srcs, folder, kind, image, Walk(srcs))
+    last = _last(folder).get(describe(srcs))
+    if last is not None and last["quick"] == quick(srcs):
+        image = folder / f"{kind}-{last['key']}.img"
+        if image.exists():
+            return Candidate(srcs, folder, kind, image, Walk(srcs))
     return Candidate(srcs, folder, kind, build(srcs, folder, kind))
 
 
