@@ -77,17 +77,28 @@ def _mount(source: str, target: str, fstype: str | None, flags: int, data: str |
                           f"{os.strerror(err)}")
 
 
+#: where the folders that stay the image's are held while the checkout is bound over them
+KEPT = "/run/kmatrix-kept"
+
+
 def mount(spec: dict[str, Any]) -> None:
     """The export `spec` names (harness.targets.qemu.guestfs.mount_spec) at its place, and
-    its folders bound from it over their own paths (made first where they are missing)."""
+    its folders bound from it over their own paths (made first where they are missing);
+    its "keep" folders (inside those) bound back from the root image over them."""
     at = str(spec["at"])
+    kept = [(folder, f"{KEPT}/{n}") for n, folder in enumerate(spec.get("keep", []))]
     try:
+        for folder, held in kept:  # the image's, before the checkout hides them
+            os.makedirs(held, exist_ok=True)
+            _mount(folder, held, None, MS_BIND, None)
         os.makedirs(at, exist_ok=True)
         _mount(str(spec["source"]), at, str(spec["fstype"]),
                MS_RDONLY if spec.get("readonly") else 0, str(spec["data"]))
         for folder in spec.get("binds", []):
             os.makedirs(folder, exist_ok=True)
             _mount(at + folder, folder, None, MS_BIND, None)
+        for folder, held in kept:
+            _mount(held, folder, None, MS_BIND, None)
     except OSError as exc:
         raise AttachError(f"mounting the checkout failed: {exc}") from exc
 

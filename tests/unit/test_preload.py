@@ -37,13 +37,17 @@ def test_attach_mounts_then_takes_the_environment_and_folder(
     monkeypatch.setattr(preload, "_mount", lambda *args: mounted.append(args))
     work = tmp_path / "work"
     export = tmp_path / "export"
-    spec = guestfs.mount_spec([work, tmp_path / "objects"])
+    monkeypatch.setattr(preload, "KEPT", str(tmp_path / "kept"))
+    spec = guestfs.mount_spec([work, tmp_path / "objects"], keep=[work / ".venv"])
     spec["at"] = str(export)
     preload.attach({"mount": spec, "cwd": str(tmp_path), "env": {"KMX_TEST_ATTACH": "1"}})
     assert mounted == [
+        # the image's venv held aside, the export, the binds, the venv bound back
+        (f"{work}/.venv", f"{tmp_path}/kept/0", None, preload.MS_BIND, None),
         (guestfs.MOUNT_TAG, str(export), "9p", preload.MS_RDONLY, guestfs.MOUNT_DATA),
         (f"{export}{work}", str(work), None, preload.MS_BIND, None),
-        (f"{export}{tmp_path}/objects", f"{tmp_path}/objects", None, preload.MS_BIND, None)]
+        (f"{export}{tmp_path}/objects", f"{tmp_path}/objects", None, preload.MS_BIND, None),
+        (f"{tmp_path}/kept/0", f"{work}/.venv", None, preload.MS_BIND, None)]
     # the mount points are made where they were missing
     assert export.is_dir() and work.is_dir() and (tmp_path / "objects").is_dir()
     assert Path.cwd() == tmp_path and os.environ["KMX_TEST_ATTACH"] == "1"

@@ -101,12 +101,14 @@ def mount_line(dirs: Sequence[Path]) -> str:
     return f"{mount} && {binds}" if binds else mount
 
 
-def mount_spec(dirs: Sequence[Path]) -> dict[str, object]:
+def mount_spec(dirs: Sequence[Path], keep: Sequence[Path] = ()) -> dict[str, object]:
     """What mount_line does, as data for the guest's own mount(2) calls (a snapshotted
     guest's "attach", harness.guest.preload: no shell and no mount(8) to start under
-    TCG): the cached export read-only at GUEST_MOUNT, `dirs` bound from it."""
+    TCG): the cached export read-only at GUEST_MOUNT, `dirs` bound from it; `keep`:
+    folders inside `dirs` that stay the root image's (the Python environment in a
+    checkout: read from the image's ext4, not over 9p)."""
     return {"source": MOUNT_TAG, "at": GUEST_MOUNT, "fstype": "9p", "data": MOUNT_DATA,
-            "readonly": True, "binds": [str(d) for d in dirs]}
+            "readonly": True, "binds": [str(d) for d in dirs], "keep": [str(d) for d in keep]}
 
 
 def bootstrap(dirs: Sequence[Path], command: Sequence[str], *, cached: bool = True) -> str:

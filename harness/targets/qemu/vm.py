@@ -429,8 +429,14 @@ class GuestVM(AgentSession):
             self._confirm_image()  # no snapshot of a stale image
             self._save_snapshot(ready)
         self.marks["attach"] = time.monotonic()
+        bound = self._bound_dirs()
         self._conn.sendall(encode({
-            "op": "attach", "mount": guestfs.mount_spec(self._bound_dirs()),
+            "op": "attach", "mount": guestfs.mount_spec(bound, [
+                # a venv or .tox in the checkout: the image holds it (the same files, by
+                # its key), and ext4 reads faster than 9p (0.3 s of the session's start
+                # and collection under TCG)
+                d for d in guestfs.outermost(guestfs.python_dirs())
+                if any(d != b and d.is_relative_to(b) for b in bound)]),
             "cwd": str(self.rootdir),
             "env": {k: v for k, v in self.guest_env.items() if k != BOOT_ENV}}))
 
