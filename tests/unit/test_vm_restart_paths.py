@@ -17,11 +17,12 @@ from harness.targets.qemu.vm import GuestVM, VMOptions
 class FakeCandidate:
     """A root image candidate whose walk says `fresh`."""
 
-    def __init__(self, fresh: bool) -> None:
+    def __init__(self, fresh: bool, kind: str = "root") -> None:
         self.fresh = fresh
         self.confirmed = False
         self.waited = 0.25
-        self.image = Path("/cache/root-old.img")
+        self.image = Path(f"/cache/{kind}-old.img")
+        self.kind = kind
         self.rebuilt = 0
 
     def confirm(self) -> bool:
@@ -31,7 +32,7 @@ class FakeCandidate:
     def rebuild(self) -> Path:
         self.rebuilt += 1
         self.confirmed = True
-        self.image = Path("/cache/root-new.img")
+        self.image = Path(f"/cache/{self.kind}-new.img")
         return self.image
 
 
@@ -46,9 +47,8 @@ def _vm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, boots: list[str],
     monkeypatch.setattr(vm, "_snapshot_wanted", lambda: True)
 
     def fake_start() -> None:
-        vm._image = candidate  # type: ignore[assignment]
-        vm._root_image = vm._root_image or candidate.image
-        images.append(vm._root_image)
+        vm._images.setdefault("root", candidate)  # type: ignore[arg-type]
+        images.append(vm._images["root"].image)
         if boots.pop(0) == "fail":
             raise BootError("the guest agent failed before it was ready")
         vm._confirm_image()
@@ -92,3 +92,16 @@ def test_the_wait_for_the_walk_is_a_mark(tmp_path: Path,
     vm = _vm(tmp_path, monkeypatch, ["check"], cand, [])
     vm.start()
     assert vm.marks["image_wait"] == 0.25 and cand.rebuilt == 0
+
+
+def test_only_the_stale_image_is_made_again(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Debian kernel's boot has two: the root image and its modules' image."""
+    root, modules = FakeCandidate(fresh=True), FakeCandidate(fresh=False, kind="modules")
+    images: list[Path] = []
+    vm = _vm(tmp_path, monkeypatch, ["check", "check"], root, images)
+    vm._images["modules"] = modules  # type: ignore[assignment]
+    vm.start()
+    assert (root.rebuilt, modules.rebuilt) == (0, 1)
+    assert vm._images["modules"].image == Path("/cache/modules-new.img")
+    assert images == [Path("/cache/root-old.img")] * 2

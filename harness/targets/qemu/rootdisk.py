@@ -429,9 +429,14 @@ def _prune(folder: Path, keep: Path, kind: str) -> None:
         old.unlink(missing_ok=True)
 
 
+def module_sources(modules: Path) -> list[Source]:
+    """What a kernel's module image holds: its module folder, at the image's root."""
+    return [Source(modules, "")]
+
+
 def modules_image(modules: Path, folder: Path) -> Path:
-    """The image of a kernel's module folder (its content at the image's root)."""
-    return build([Source(modules, "")], folder, kind="modules")
+    """The image of a kernel's module folder (made unless it exists)."""
+    return build(module_sources(modules), folder, kind="modules")
 
 
 def kernel_modules(image: Path, release: str | None) -> Path | None:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -130,8 +130,8 @@ class GuestVM(AgentSession):
         #: decided for this kernel when it starts)
         self.snapshotted = False
         #: --snapshot: the root image, the stored snapshot, whether this boot restores it
-        self._root_image: Path | None = None
-        self._image: rootdisk.Candidate | None = None
+        #: the images it boots on ("root", "modules"), perhaps not yet confirmed
+        self._images: dict[str, rootdisk.Candidate] = {}
         self._stored: snapshot.Stored | None = None
         self.restored = False
 
@@ -200,43 +200,50 @@ class GuestVM(AgentSession):
             dirs.append(Path(self.guest_env[OBJECTS_ENV]))
         return guestfs.outermost(dirs)
 
+    def _disk(self, kind: str, srcs: Callable[[], list[rootdisk.Source]]) -> Path:
+        """The image of `kind` this VM boots on: the last run's while its content `srcs()`
+        is walked (confirmed before the guest is told to collect: _confirm_image), or the
+        one made or found now."""
+        if kind not in self._images:
+            self._images[kind] = rootdisk.image_for(srcs(), cache_root() / "rootdisk", kind)
+        return self._images[kind].image
+
     def _root_image_for(self, script: Path) -> Path:
         """The root image of a snapshotted VM (built when its content changed)."""
-        if self._root_image is None:
+
+        def srcs() -> list[rootdisk.Source]:
             # the environment kmatrix runs in (a venv, a .tox one: hashed file by file) and
             # the interpreter's installation (hashed by its folders, as the system's)
             python = guestfs.outermost(guestfs.python_dirs())
             venv = Path(sys.prefix).resolve()
             ours = [d for d in python
                     if sys.prefix != sys.base_prefix and d.is_relative_to(venv)]
-            srcs = rootdisk.sources(
+            return rootdisk.sources(
                 _guest_tools(), python=ours,
                 system_python=[d for d in python if d not in ours],
                 files=[script, *(PROJECT_ROOT / f for f in preload.IMAGE_FILES)],
                 folders=self._bound_dirs())
-            # the image of the last run while the content is walked: confirmed before
-            # the guest is told to collect (_confirm_image), rebuilt and booted again if
-            # the content changed
-            self._image = rootdisk.image_for(srcs, cache_root() / "rootdisk")
-            self._root_image = self._image.image
-        return self._root_image
+
+        return self._disk("root", srcs)
 
     def _confirm_image(self) -> None:
-        """Wait for the root image's walk (started at the spawn); raise _StaleImage when
-        the host's content is no longer the image's."""
-        if self._image is None or self._image.confirmed:
+        """Wait for the images' walks (started before the spawn); raise _StaleImage when the
+        host's content is no longer an image's."""
+        waiting = [c for c in self._images.values() if not c.confirmed]
+        if not waiting:
             return
-        ok = self._image.confirm()
-        self.marks["image_wait"] = self._image.waited
-        if not ok:
-            raise _StaleImage(f"the root image {self._image.image.name} no longer holds "
-                              "the host's system and Python environment")
+        stale = [c.image.name for c in waiting if not c.confirm()]
+        self.marks["image_wait"] = max(c.waited for c in waiting)
+        if stale:
+            raise _StaleImage(f"{' and '.join(stale)} no longer hold{'s' * (len(stale) == 1)}"
+                              " what the host has (its system, Python environment or the "
+                              "kernel's modules)")
 
     def _snapshot_env(self, argv: list[str], sock_path: str) -> dict[str, str]:
         """The wrapper's environment; whether a stored snapshot is restored (self.restored)."""
-        assert self._tmp is not None and self._root_image is not None
+        assert self._tmp is not None and "root" in self._images
         modules = rootdisk.kernel_modules(self.kernel.image, self.kernel.release)
-        disk = (rootdisk.modules_image(modules, cache_root() / "rootdisk")
+        disk = (self._disk("modules", lambda: rootdisk.module_sources(modules))
                 if modules is not None else None)
         stable = [a.replace(sock_path, "CTL") for a in argv]
         if self.options.shell_socket is not None:
@@ -245,7 +252,7 @@ class GuestVM(AgentSession):
             # the image files themselves (name, size, mtime): an image pruned and built
             # again with the same content is another ext4 layout, which a guest saved
             # with the old one must not see (its cached directory blocks fail checksums)
-            [snapshot.kernel_identity(self._root_image),
+            [snapshot.kernel_identity(self._images["root"].image),
              snapshot.kernel_identity(disk) if disk else "",
              snapshot.kernel_identity(self.kernel.image), *stable]))
         env = {wrapper.QEMU_ENV: which("qemu-system-x86_64"),
@@ -298,9 +305,10 @@ class GuestVM(AgentSession):
                          exc if isinstance(exc, _StaleImage) else
                          "the boot failed on the last run's root image, which is stale")
                 self._again()
-                assert self._image is not None
                 try:
-                    self._root_image = self._image.rebuild()
+                    for cand in self._images.values():
+                        if not cand.confirmed:
+                            cand.rebuild()
                 except rootdisk.ImageError as image_exc:
                     self._boot_on_9p(image_exc)
                     return
