@@ -9,9 +9,11 @@ Figures, measured in one run on one kernel (host wall-clock seconds unless said)
   init to exec (virtme-ng's init, to our shell line) and exec to agent (our mounts, the
   interpreter's start, the agent module's imports: guest clock), agent imports (its own,
   before hello), session start (its pytest session: config, plugins, conftests),
-  collection, first case; a restored guest: host prepare, restore, attach; a snapshotted
-  guest, the image check (the wait for the walk of the host's content that confirms the
-  root image it was started on: rootdisk.Candidate);
+  collection, first case; a restored guest: host prepare, restore, attach (of which the
+  checkout's mount and the agent's imports); a snapshotted guest, the image check (the
+  wait for the walk of the host's content that confirms the images it was started on:
+  rootdisk.Candidate). A first boot is measured as a new run's: the images this process
+  confirmed are forgotten; the restart is the same run's next VM;
 - restart after a crash: a case panics the guest; from that verdict to the next case's
   verdict on a fresh VM of the same kernel (the probes it already answered are reused);
 - per-case overhead: mean host-side time of a no-op guest case (fork into a fresh network
