@@ -64,12 +64,14 @@ MS_RDONLY = 1
 MS_BIND = 4096
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_char_p]
+
+
 def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
     """mount(2), as mount(8) would call it (no process to start: ~0.1 s each under TCG)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
-                           ctypes.c_ulong, ctypes.c_char_p]
-    if libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None,
+    if _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None,
                   flags, data.encode() if data else None) != 0:
         err = ctypes.get_errno()
         raise AttachError(f"mounting the checkout failed: mount {source} on {target}"

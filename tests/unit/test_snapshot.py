@@ -204,7 +204,8 @@ def test_build_makes_an_ext4_image_once(tmp_path: Path) -> None:
     assert rootdisk.build(srcs, tmp_path / "images") == image
     assert image.stat().st_mtime_ns == mtime
     assert not list((tmp_path / "images").glob("stage-*"))
-    modules = rootdisk.modules_image(src / "pkg", tmp_path / "images")  # content at its root
+    modules = rootdisk.build(rootdisk.module_sources(src / "pkg"), tmp_path / "images",
+                             kind="modules")  # content at its root
     assert modules.name.startswith("modules-")
     if debugfs is not None:
         listing = subprocess.run([debugfs, "-R", "ls -l /", str(modules)],

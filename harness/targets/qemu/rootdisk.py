@@ -437,11 +437,6 @@ def module_sources(modules: Path) -> list[Source]:
     return [Source(modules, "")]
 
 
-def modules_image(modules: Path, folder: Path) -> Path:
-    """The image of a kernel's module folder (made unless it exists)."""
-    return build(module_sources(modules), folder, kind="modules")
-
-
 def kernel_modules(image: Path, release: str | None) -> Path | None:
     """The module folder of a kernel image (a Debian package's tree: beside it, or the
     folder it is in, as trixie's packages ship it), if it has one."""

@@ -314,7 +314,7 @@ class GuestVM(AgentSession):
                     return
                 self._start()
                 return
-            if not self.restored or self._stored is None or not isinstance(exc, BootError):
+            if not self.restored or self._stored is None:
                 raise
             # a snapshot that does not restore (QEMU's state format, a changed device):
             # forget it and boot afresh
