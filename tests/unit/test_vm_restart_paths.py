@@ -105,3 +105,27 @@ def test_only_the_stale_image_is_made_again(tmp_path: Path,
     assert (root.rebuilt, modules.rebuilt) == (0, 1)
     assert vm._images["modules"].image == Path("/cache/modules-new.img")
     assert images == [Path("/cache/root-old.img")] * 2
+
+
+def test_the_9p_root_does_not_wait_for_the_images_it_does_not_use(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The root image was started on (its walk unconfirmed) when the modules image could
+    not be made: the VM boots on the 9p root, which no stale root image can stop."""
+    from harness.targets.qemu import rootdisk
+
+    root = FakeCandidate(fresh=False)
+    kernel = Kernel(spec="debian:6.12", label="debian-6.12", image=tmp_path / "vmlinuz")
+    vm = GuestVM(kernel, Accel("tcg", "test"), tmp_path / "console.log", [], VMOptions())
+    monkeypatch.setattr(vm, "_snapshot_wanted", lambda: True)
+    boots: list[bool] = []
+
+    def fake_start() -> None:
+        boots.append(vm.snapshotted)
+        if vm.snapshotted:
+            vm._images["root"] = root  # type: ignore[assignment]
+            raise rootdisk.ImageError("not enough free space for the guest's modules image")
+        vm._confirm_image()
+
+    monkeypatch.setattr(vm, "_start", fake_start)
+    vm.start()
+    assert boots == [True, False] and root.rebuilt == 0 and not vm._images

@@ -336,6 +336,7 @@ class GuestVM(AgentSession):
         log.warning("%s: %s; booting on the 9p root (--no-snapshot: always)",
                     self.kernel.label, exc)
         self.snapshotted = False
+        self._images.clear()  # none is booted on: no walk of theirs to wait for, or to fail
         self._again()
         self._start()
 
